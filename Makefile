@@ -1,0 +1,63 @@
+# audit-ingest: `make run` brings up a real local stack and serves the API on :8080;
+# `make test` brings up its own stack and runs every tier. Both install what they need.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.9.5
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+RUN := $(UV) run --frozen
+PORT ?= 8080
+
+.PHONY: help
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+.PHONY: tools
+tools: ## Install uv (the pinned version) when it is missing.
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
+		python3 -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+.venv/.synced: uv.lock pyproject.toml | tools
+	$(UV) sync --frozen
+	@touch $@
+
+.PHONY: install
+install: .venv/.synced ## Create .venv with the locked dependencies.
+
+.PHONY: run
+run: install ## Start PostgreSQL, Redis, Kafka and both functions on :8080 (Ctrl-C stops).
+	$(RUN) python -m devstack.run_local --port $(PORT)
+
+.PHONY: stack-down
+stack-down: install ## Stop servers a crashed `make run` left behind.
+	$(RUN) python -m devstack down --root .dev
+
+.PHONY: lint
+lint: install ## ruff (lint and format check).
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+.PHONY: typecheck
+typecheck: install ## mypy --strict on the library.
+	$(RUN) mypy
+
+.PHONY: test-unit
+test-unit: install ## Unit tier: pure code, fakes only, no I/O.
+	$(RUN) pytest tests/unit -q
+
+.PHONY: test-integration
+test-integration: install ## Integration tier: real PostgreSQL, Redis and Kafka.
+	$(RUN) pytest tests/integration -q
+
+.PHONY: test-e2e
+test-e2e: install ## End-to-end tier: function processes over HTTP, records read back from Kafka.
+	$(RUN) pytest tests/e2e -q
+
+.PHONY: test
+test: lint typecheck test-unit ## Every tier (the stack starts once for integration and e2e).
+	$(RUN) pytest tests/integration tests/e2e -q
+
+.PHONY: clean
+clean: ## Remove local state (.dev: databases, Kafka logs) and caches.
+	rm -rf .dev .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,200 @@
+"""The Kafka publisher: confluent-kafka's `Producer`, its delivery reports bridged to asyncio.
+
+`confluent_kafka.aio.AIOProducer` refuses message headers, and the CloudEvents Kafka binding
+needs them, so this adapter drives the synchronous `Producer`: `produce()` from the event loop
+(it only enqueues), a daemon thread serving `poll()`, and each delivery report settling an
+asyncio future through `call_soon_threadsafe`. A request is answered only once every one of its
+records has its report (or its deadline passed), which is what makes a 202 mean "durable".
+
+Lifecycle: the producer is built on first use, rebuilt after a fatal error of the idempotent
+producer (librdkafka cannot recover from those in place), and flushed by `close()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from audit_ingest.domain.records import KafkaRecord
+from audit_ingest.ports import Delivery
+
+log = logging.getLogger(__name__)
+
+# Delivery errors that retrying the same record cannot fix; such records go to the DLQ.
+_PERMANENT = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_MSG,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.INVALID_REQUIRED_ACKS,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+    }
+)
+
+
+def _is_permanent(error: KafkaError) -> bool:
+    return error.code() in _PERMANENT
+
+
+class KafkaPublisher:
+    """Publishes records with acks=all and idempotence, awaiting each delivery report."""
+
+    def __init__(self, config: dict[str, Any], *, poll_interval: float = 0.05) -> None:
+        self._config = dict(config)
+        self._config.setdefault("error_cb", self._on_error)
+        self._poll_interval = poll_interval
+        self._lock = threading.Lock()
+        self._producer: Producer | None = None
+        self._fatal = False
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def _get_producer(self) -> Producer:
+        with self._lock:
+            if self._producer is not None and self._fatal:
+                log.error("kafka producer hit a fatal error; replacing it")
+                self._retire(self._producer)
+                self._producer = None
+            if self._producer is None:
+                self._fatal = False
+                self._producer = Producer(self._config)
+                if self._poller is None or not self._poller.is_alive():
+                    self._stop.clear()
+                    self._poller = threading.Thread(
+                        target=self._poll_forever, name="kafka-delivery-reports", daemon=True
+                    )
+                    self._poller.start()
+            return self._producer
+
+    def _retire(self, producer: Producer) -> None:
+        # A fatal producer delivers nothing more; fail its pending reports now so the waiting
+        # requests answer 503 at once instead of at their deadline.
+        producer.purge(in_queue=True, in_flight=True, blocking=False)
+        producer.poll(0)
+
+    def _poll_forever(self) -> None:
+        while not self._stop.is_set():
+            producer = self._producer
+            if producer is None:
+                self._stop.wait(self._poll_interval)
+                continue
+            producer.poll(self._poll_interval)
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal = True
+            log.error("kafka fatal error: %s", error)
+        else:
+            log.warning("kafka error: %s", error)
+
+    def close(self, timeout: float) -> int:
+        """Flush what is queued (up to `timeout` seconds) and stop; returns records left."""
+        with self._lock:
+            producer, self._producer = self._producer, None
+        remaining = 0
+        if producer is not None:
+            remaining = producer.flush(timeout)
+            if remaining:
+                log.error("kafka flush left %d record(s) undelivered", remaining)
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=1.0)
+        return remaining
+
+    # -- publishing ------------------------------------------------------------------------
+    async def publish(self, records: Sequence[KafkaRecord], timeout: float) -> list[Delivery]:
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Delivery]] = []
+        try:
+            producer = self._get_producer()
+        except KafkaException as exc:
+            failure = Delivery(False, f"producer unavailable: {exc}")
+            return [failure for _ in records]
+        for record in records:
+            future: asyncio.Future[Delivery] = loop.create_future()
+            futures.append(future)
+            try:
+                producer.produce(
+                    record.topic,
+                    value=record.value,
+                    key=record.key,
+                    headers=list(record.headers),
+                    on_delivery=_settler(future),
+                )
+            except BufferError:
+                future.set_result(Delivery(False, "local producer queue is full"))
+            except KafkaException as exc:
+                error = exc.args[0]
+                permanent = isinstance(error, KafkaError) and _is_permanent(error)
+                future.set_result(Delivery(False, str(exc), retriable=not permanent))
+        if not futures:
+            return []
+        _, pending = await asyncio.wait(futures, timeout=timeout)
+        results: list[Delivery] = []
+        for future in futures:
+            if future in pending:
+                results.append(Delivery(False, f"not acknowledged within {timeout:.1f} s"))
+            else:
+                results.append(future.result())
+        return results
+
+    def publish_nowait(self, records: Sequence[KafkaRecord]) -> None:
+        try:
+            producer = self._get_producer()
+            for record in records:
+                producer.produce(
+                    record.topic,
+                    value=record.value,
+                    key=record.key,
+                    headers=list(record.headers),
+                    on_delivery=_log_failure,
+                )
+        except (BufferError, KafkaException) as exc:
+            log.warning("dead-letter record not queued: %s", exc)
+
+    async def ping(self, timeout: float) -> bool:
+        def probe() -> bool:
+            producer = self._get_producer()
+            metadata = producer.list_topics(timeout=timeout)
+            return bool(metadata.brokers)
+
+        try:
+            return await asyncio.to_thread(probe)
+        except KafkaException:
+            return False
+
+
+def _settler(future: asyncio.Future[Delivery]) -> Any:
+    """A delivery callback (run on the poll thread) that settles `future` on its loop."""
+    loop = future.get_loop()
+
+    def on_delivery(error: KafkaError | None, _message: Message) -> None:
+        if error is None:
+            outcome = Delivery(True)
+        else:
+            outcome = Delivery(False, str(error), retriable=not _is_permanent(error))
+        # A closed loop means the request is gone already: nothing is waiting for the answer.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_set_once, future, outcome)
+
+    return on_delivery
+
+
+def _set_once(future: asyncio.Future[Delivery], outcome: Delivery) -> None:
+    if not future.done():
+        future.set_result(outcome)
+
+
+def _log_failure(error: KafkaError | None, message: Message) -> None:
+    if error is not None:
+        log.warning("dead-letter record to %s not delivered: %s", message.topic(), error)

@@ -1,0 +1,170 @@
+"""The composition root: builds the service's parts once per process, on first use.
+
+functions-framework has no startup or shutdown hook, so nothing is built at import time:
+`get_app()` builds on the first request, and the producer is flushed at interpreter exit
+(atexit) after a SIGTERM has drained in-flight requests.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import signal
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from types import FrameType
+from typing import Any
+
+from uuid6 import uuid7
+
+from audit_ingest.adapters.kafka import KafkaPublisher
+from audit_ingest.adapters.postgres import PostgresKeyStore
+from audit_ingest.domain.enrichment import Processing
+from audit_ingest.domain.keys import authorize, check_presented_key
+from audit_ingest.domain.limits import Limits
+from audit_ingest.domain.principal import Principal
+from audit_ingest.keycache import KeyResolver
+from audit_ingest.ports import KeyStore, Publisher
+from audit_ingest.service import IngestService
+from audit_ingest.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def package_version() -> str:
+    try:
+        return version("audit-ingest")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
+        return "0+unknown"
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka settings: durable (acks=all, idempotence) and tuned for latency.
+
+    The seed's "1 MB or 1 s" batching is a ceiling, not a linger: a 1 s linger would break the
+    100 ms p99, so records wait at most `kafka_linger_ms` for company.
+    """
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "client.id": f"audit-ingest-{settings.k_service}",
+        "acks": "all",
+        "enable.idempotence": True,
+        "compression.type": "lz4",
+        "linger.ms": settings.kafka_linger_ms,
+        "batch.size": 1_048_576,
+        "message.timeout.ms": settings.kafka_delivery_timeout_ms,
+        "request.timeout.ms": settings.kafka_request_timeout_ms,
+        "queue.buffering.max.messages": settings.kafka_queue_max_messages,
+        "socket.keepalive.enable": True,
+        "security.protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_sasl_mechanism:
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl.username"] = settings.kafka_sasl_username or ""
+        password = settings.kafka_sasl_password
+        config["sasl.password"] = password.get_secret_value() if password else ""
+    return config
+
+
+@dataclass
+class IngestApp:
+    """Everything a request needs, built once."""
+
+    settings: Settings
+    publisher: Publisher
+    key_store: KeyStore
+    resolver: KeyResolver
+    service: IngestService
+    limits: Limits
+    draining: threading.Event = field(default_factory=threading.Event)
+
+    async def authenticate(self, presented_key: str | None, now: datetime) -> Principal:
+        """The caller's principal, or 401/403/503 (see `domain.keys`, `keycache`)."""
+        key_hash = check_presented_key(presented_key)
+        stored = await self.resolver.resolve(key_hash)
+        return authorize(stored, now=now)
+
+    def close(self) -> int:
+        timeout = self.settings.kafka_delivery_timeout_ms / 1000
+        return self.publisher.close(timeout)
+
+
+def build_app(
+    settings: Settings, *, publisher: Publisher | None = None, key_store: KeyStore | None = None
+) -> IngestApp:
+    """Wire the parts; adapters may be injected (tests pass fakes or real ones)."""
+    publisher = publisher or KafkaPublisher(producer_config(settings))
+    key_store = key_store or PostgresKeyStore(
+        settings.database_url.get_secret_value(),
+        max_size=settings.database_pool_max,
+        timeout=settings.database_timeout_seconds,
+    )
+    resolver = KeyResolver(
+        key_store,
+        ttl=settings.key_cache_ttl_seconds,
+        negative_ttl=settings.key_negative_cache_ttl_seconds,
+        stale=settings.key_cache_stale_seconds,
+        size=settings.key_cache_size,
+    )
+    service = IngestService(
+        publisher,
+        limits=settings.limits(),
+        processing=Processing(
+            node=settings.node_name,
+            function=settings.k_service,
+            revision=settings.k_revision,
+            version=package_version(),
+        ),
+        topic=settings.kafka_topic,
+        dlq_topic=settings.kafka_dlq_topic,
+        # The handler waits a little longer than librdkafka's own delivery timeout, so a
+        # record's fate is normally known (acked or failed) before the request gives up.
+        ack_timeout=settings.kafka_delivery_timeout_ms / 1000 + 1.0,
+        retry_after=settings.retry_after_seconds,
+        new_event_id=lambda: str(uuid7()),
+    )
+    return IngestApp(settings, publisher, key_store, resolver, service, settings.limits())
+
+
+_app: IngestApp | None = None
+_app_lock = threading.Lock()
+
+
+def get_app() -> IngestApp:
+    """The process's app, built on first call; registers the shutdown hooks."""
+    global _app
+    if _app is None:
+        with _app_lock:
+            if _app is None:
+                settings = get_settings()
+                logging.basicConfig(level=settings.log_level)
+                app = build_app(settings)
+                _install_shutdown(app)
+                _app = app
+    return _app
+
+
+def _install_shutdown(app: IngestApp) -> None:
+    atexit.register(_flush_at_exit, app)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        # Report not-ready at once, then let the server's own handler drain in-flight requests
+        # (uvicorn/gunicorn installed it before the first request reached us).
+        app.draining.set()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _flush_at_exit(app: IngestApp) -> None:
+    remaining = app.close()
+    if remaining:
+        log.error("exiting with %d undelivered record(s)", remaining)

@@ -1,0 +1,94 @@
+"""Kafka records as values: built here, sent by an adapter.
+
+The main topic's records follow the CloudEvents Kafka protocol binding in binary mode, built by
+the CloudEvents SDK's own binding (`cloudevents.kafka.to_binary`): headers `ce_specversion`,
+`ce_id` (the event_id), `ce_source`, `ce_type`, `ce_time`, and `content-type`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from cloudevents.http import CloudEvent
+from cloudevents.kafka import to_binary
+
+from audit_ingest.domain.principal import Principal
+from audit_ingest.errors import FieldError
+
+EVENT_TYPE = "audit.event.v1"
+CONTENT_TYPE = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaRecord:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def default_source(principal: Principal) -> str:
+    """The CloudEvents `source` of an event that did not arrive as a CloudEvent."""
+    return f"/tenants/{principal.tenant_id}/api-keys/{principal.api_key_id}"
+
+
+def serialize(enriched: dict[str, Any]) -> bytes:
+    """The record value: compact JSON (orjson: fast, and strict about what it can encode)."""
+    return orjson.dumps(enriched)
+
+
+def build_record(enriched: dict[str, Any], value: bytes, *, topic: str, source: str) -> KafkaRecord:
+    """Wrap an enriched event (and its serialized value) as a binary-mode CloudEvent record.
+
+    :param enriched: the enriched event (for its id, time and tenant).
+    :param value: `serialize(enriched)`, computed once by the caller, who also checks its size.
+    """
+    event = CloudEvent.create(
+        {
+            "id": enriched["event_id"],
+            "source": source,
+            "type": EVENT_TYPE,
+            "time": enriched["timestamp"],
+            "datacontenttype": CONTENT_TYPE,
+            "specversion": "1.0",
+        },
+        value,
+    )
+    message = to_binary(
+        event,
+        data_marshaller=lambda data: data,
+        key_mapper=lambda _: enriched["tenant_id"],
+    )
+    key = message.key.encode() if isinstance(message.key, str) else message.key
+    value_bytes = message.value.encode() if isinstance(message.value, str) else message.value
+    return KafkaRecord(
+        topic=topic,
+        key=key or b"",
+        value=value_bytes,
+        headers=tuple(message.headers.items()),
+    )
+
+
+def build_dead_letter(
+    original: bytes,
+    *,
+    topic: str,
+    reason: str,
+    errors: Sequence[FieldError],
+    tenant_id: str,
+    request_id: str,
+    received_at: str,
+) -> KafkaRecord:
+    """A dead-letter record: the original bytes untouched, the why in headers."""
+    headers: tuple[tuple[str, bytes], ...] = (
+        ("dlq_reason", reason.encode()),
+        ("dlq_errors", orjson.dumps([error.as_dict() for error in errors])),
+        ("dlq_tenant_id", tenant_id.encode()),
+        ("dlq_request_id", request_id.encode()),
+        ("dlq_received_at", received_at.encode()),
+        ("content-type", CONTENT_TYPE.encode()),
+    )
+    return KafkaRecord(topic=topic, key=tenant_id.encode(), value=original, headers=headers)

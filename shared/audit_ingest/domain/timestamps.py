@@ -1,0 +1,35 @@
+"""RFC 3339 timestamps: strict parsing and the one output format the service writes."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+# RFC 3339 section 5.6 date-time: a full date, "T" (or a space, which the RFC allows), a full
+# time with optional fraction, and a mandatory offset. datetime.fromisoformat alone would also
+# take dates without times and offsets, which an audit trail must not guess.
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse an RFC 3339 date-time into an aware UTC datetime.
+
+    :param text: for example ``2024-12-05T10:00:00Z`` or ``2024-12-05T12:00:00.5+02:00``.
+    :raises ValueError: when the text is not an RFC 3339 date-time or names an impossible date.
+    """
+    match = _RFC3339.match(text)
+    if match is None:
+        raise ValueError("not an RFC 3339 date-time")
+    fraction = (match.group(7) or "")[:7]  # Python keeps microseconds: 6 digits after the dot.
+    offset = match.group(8)
+    offset = "+00:00" if offset in ("Z", "z") else offset
+    normalised = f"{text[:10]}T{text[11:19]}{fraction}{offset}"
+    return datetime.fromisoformat(normalised).astimezone(UTC)
+
+
+def format_rfc3339_ms(moment: datetime) -> str:
+    """Format as UTC with millisecond precision and a `Z`, e.g. ``2024-12-05T10:00:00.123Z``."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"

@@ -1,0 +1,163 @@
+"""Validation: a parsed JSON value in, a valid event or every reason it is not, out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from audit_ingest.domain.limits import Limits
+from audit_ingest.domain.model import AuditEventIn
+from audit_ingest.domain.timestamps import parse_rfc3339
+from audit_ingest.errors import FieldError, InvalidEvent
+
+_FREE_FORM_FIELDS = ("context", "metadata")
+
+
+@dataclass(frozen=True, slots=True)
+class ValidEvent:
+    """An event that passed every check, with its normalised occurrence time (UTC)."""
+
+    event: AuditEventIn
+    occurred_at: datetime
+
+
+def validate_event(
+    raw: object, *, tenant_id: str, received_at: datetime, limits: Limits
+) -> ValidEvent:
+    """Check one event against the schema, the caller's tenant and the limits.
+
+    :param raw: the event as parsed from JSON (any JSON value).
+    :param tenant_id: the tenant of the authenticated caller.
+    :param received_at: when the request arrived (UTC); the default `timestamp`.
+    :param limits: the bounds to enforce.
+    :returns: the event and its occurrence time.
+    :raises InvalidEvent: listing every failing field, not only the first.
+    """
+    if not isinstance(raw, dict):
+        raise InvalidEvent([FieldError("", "The event must be a JSON object.", "type")])
+    errors: list[FieldError] = []
+    try:
+        event = AuditEventIn.model_validate(raw)
+    except ValidationError as exc:
+        errors.extend(_field_error(detail) for detail in exc.errors(include_url=False))
+        # Limits of the free-form fields are still worth reporting in the same answer.
+        errors.extend(_free_form_errors(raw, limits))
+        raise InvalidEvent(errors) from None
+
+    errors.extend(_free_form_errors(raw, limits))
+    if event.tenant_id is not None and event.tenant_id != tenant_id:
+        errors.append(
+            FieldError(
+                "tenant_id",
+                "tenant_id differs from the tenant of your API key; omit it: the tenant is "
+                "always taken from the key.",
+                "tenant_mismatch",
+            )
+        )
+    occurred_at = received_at
+    if event.timestamp is not None:
+        try:
+            occurred_at = parse_rfc3339(event.timestamp)
+        except ValueError:
+            errors.append(
+                FieldError(
+                    "timestamp",
+                    "timestamp must be an RFC 3339 date-time with an offset, "
+                    "such as 2024-12-05T10:00:00Z.",
+                    "invalid_timestamp",
+                )
+            )
+        else:
+            latest = received_at + timedelta(seconds=limits.max_future_skew_seconds)
+            if occurred_at > latest:
+                errors.append(
+                    FieldError(
+                        "timestamp",
+                        f"timestamp is more than {limits.max_future_skew_seconds} s in the "
+                        "future; check the sender's clock.",
+                        "timestamp_in_future",
+                    )
+                )
+    if errors:
+        raise InvalidEvent(errors)
+    return ValidEvent(event=event, occurred_at=occurred_at)
+
+
+def _path(location: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+def _field_error(detail: ErrorDetails) -> FieldError:
+    path = _path(detail["loc"])
+    kind = detail["type"]
+    ctx: dict[str, Any] = dict(detail.get("ctx") or {})
+    shown = path or "the event"
+    if kind == "missing":
+        return FieldError(path, f"{shown} is required.", "required")
+    if kind == "extra_forbidden":
+        return FieldError(
+            path,
+            f"{shown} is not a known field; put custom data under `context` or `metadata`.",
+            "unknown_field",
+        )
+    if kind == "string_type":
+        return FieldError(path, f"{shown} must be a string.", "type")
+    if kind == "bool_type":
+        return FieldError(path, f"{shown} must be true or false.", "type")
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return FieldError(path, f"{shown} must be a JSON object.", "type")
+    if kind == "string_too_short":
+        return FieldError(path, f"{shown} must not be empty.", "too_short")
+    if kind == "string_too_long":
+        limit = ctx.get("max_length")
+        return FieldError(path, f"{shown} must be at most {limit} characters.", "too_long")
+    if kind == "value_error" and path.endswith("email"):
+        reason = ctx.get("reason", "it is not a valid address")
+        return FieldError(path, f"{shown} is not a valid email address: {reason}", "invalid_email")
+    return FieldError(path, f"{shown}: {detail['msg']}.", "invalid")
+
+
+def _free_form_errors(raw: dict[str, Any], limits: Limits) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for name in _FREE_FORM_FIELDS:
+        value = raw.get(name)
+        if isinstance(value, dict):
+            _walk(value, name, 2, limits, errors)
+    return errors
+
+
+def _walk(value: object, path: str, depth: int, limits: Limits, errors: list[FieldError]) -> None:
+    """Report nesting deeper than the limit and strings longer than the limit (first of each)."""
+    if depth > limits.max_depth:
+        errors.append(
+            FieldError(
+                path,
+                f"{path} nests deeper than {limits.max_depth} levels; flatten it.",
+                "too_deep",
+            )
+        )
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _walk(item, f"{path}.{key}", depth + 1, limits, errors)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _walk(item, f"{path}[{index}]", depth + 1, limits, errors)
+    elif isinstance(value, str) and len(value) > limits.max_string_length:
+        errors.append(
+            FieldError(
+                path,
+                f"{path} must be at most {limits.max_string_length} characters.",
+                "too_long",
+            )
+        )

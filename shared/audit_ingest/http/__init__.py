@@ -1,0 +1,1 @@
+"""The HTTP edge: turning requests into envelopes and outcomes into responses."""

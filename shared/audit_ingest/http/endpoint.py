@@ -1,0 +1,138 @@
+"""One request, start to finish: route, authenticate, read, parse, ingest, answer.
+
+This is the function's whole HTTP surface; `functions/<name>/main.py` only names the endpoint.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from audit_ingest import metrics
+from audit_ingest.bootstrap import IngestApp, get_app
+from audit_ingest.domain.enrichment import RequestContext
+from audit_ingest.domain.timestamps import format_rfc3339_ms
+from audit_ingest.errors import AuditError, UnsupportedMediaType
+from audit_ingest.http.body import read_body
+from audit_ingest.http.parsing import (
+    BATCH_MEDIA_TYPES,
+    SINGLE_MEDIA_TYPES,
+    is_binary_cloudevent,
+    media_type,
+    parse_batch,
+    parse_single,
+)
+from audit_ingest.http.problem import problem_response
+from audit_ingest.http.responses import batch_body, single_body
+from audit_ingest.http.routes import Endpoint, Operation, resolve
+from audit_ingest.service import Accepted
+
+JSON = "application/json"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_of(request: Request) -> str:
+    """The caller's (or the gateway's) X-Request-Id when it is sane, else a new one."""
+    offered = request.headers.get("x-request-id")
+    if offered and _REQUEST_ID.match(offered):
+        return offered
+    return uuid.uuid4().hex
+
+
+async def serve(request: Request, endpoint: Endpoint, app: IngestApp | None = None) -> Response:
+    """Answer one request to the function serving `endpoint`."""
+    started = time.perf_counter()
+    headers = {"X-Request-Id": request_id_of(request)}
+    try:
+        operation = resolve(request.method, request.url.path, endpoint)
+        app = app or get_app()
+        if operation is Operation.INGEST:
+            response = await _ingest(request, endpoint, app, headers)
+        elif operation is Operation.HEALTH:
+            response = _json({"status": "ok"}, 200, headers)
+        elif operation is Operation.READY:
+            response = await _ready(app, headers)
+        else:
+            response = Response(generate_latest(), headers=headers, media_type=CONTENT_TYPE_LATEST)
+    except AuditError as error:
+        response = problem_response(error, instance=request.url.path, headers=headers)
+    label = endpoint.name.lower()
+    metrics.REQUESTS.labels(label, str(response.status_code)).inc()
+    metrics.REQUEST_SECONDS.labels(label).observe(time.perf_counter() - started)
+    return response
+
+
+async def _ingest(
+    request: Request, endpoint: Endpoint, app: IngestApp, headers: dict[str, str]
+) -> Response:
+    received_at = datetime.now(UTC)
+    principal = await app.authenticate(request.headers.get("x-api-key"), received_at)
+    batch = endpoint is Endpoint.BATCH
+    _check_media_type(request, BATCH_MEDIA_TYPES if batch else SINGLE_MEDIA_TYPES)
+    limits = app.limits
+    body = await read_body(
+        request, limits.max_batch_body_bytes if batch else limits.max_event_bytes
+    )
+    envelopes = (
+        parse_batch(request.headers, body, max_events=limits.max_batch_events)
+        if batch
+        else [parse_single(request.headers, body)]
+    )
+    context = RequestContext(
+        request_id=headers["X-Request-Id"],
+        received_at=received_at,
+        client_ip=_client_ip(request, app.settings.trust_forwarded_for),
+        user_agent=request.headers.get("user-agent"),
+    )
+    outcomes = await app.service.ingest(envelopes, principal, context)
+    label = endpoint.name.lower()
+    accepted = sum(1 for outcome in outcomes if isinstance(outcome, Accepted))
+    metrics.EVENTS.labels(label, "accepted").inc(accepted)
+    metrics.EVENTS.labels(label, "rejected").inc(len(outcomes) - accepted)
+    stamp = format_rfc3339_ms(received_at)
+    body_out = batch_body(outcomes, stamp) if batch else single_body(outcomes[0], stamp)
+    return _json(body_out, 202, headers)
+
+
+def _check_media_type(request: Request, accepted: tuple[str, ...]) -> None:
+    kind = media_type(request.headers.get("content-type"))
+    if is_binary_cloudevent(request.headers):
+        accepted = (JSON, "")
+    if kind not in accepted:
+        raise UnsupportedMediaType(kind, tuple(a for a in accepted if a))
+
+
+async def _ready(app: IngestApp, headers: dict[str, str]) -> Response:
+    if app.draining.is_set():
+        return _json({"status": "draining"}, 503, headers)
+    timeout = 2.0
+    broker = await app.publisher.ping(timeout)
+    key_store = await app.key_store.ping(timeout)
+    ready = broker and key_store
+    body = {
+        "status": "ready" if ready else "not_ready",
+        "checks": {
+            "broker": "ok" if broker else "down",
+            "key_store": "ok" if key_store else "down",
+        },
+    }
+    return _json(body, 200 if ready else 503, headers)
+
+
+def _client_ip(request: Request, trust_forwarded_for: bool) -> str | None:
+    if trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for")
+        if forwarded:
+            return forwarded.split(",", 1)[0].strip()[:64]
+    return request.client.host if request.client else None
+
+
+def _json(body: object, status: int, headers: dict[str, str]) -> Response:
+    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=JSON)

@@ -1,0 +1,157 @@
+"""Request bodies to envelopes: plain JSON and the three CloudEvents HTTP modes.
+
+One JSON parse per body, by orjson (strict: no NaN/Infinity, valid UTF-8 only, integers within
+64 bits, nesting at most 1024 deep, so a hostile body is a clean 400 and never a RecursionError).
+CloudEvent attributes are read by the CloudEvents SDK (v1 API: `cloudevents.http`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from cloudevents import exceptions as ce_errors
+from cloudevents.http import CloudEvent, from_dict, from_http
+
+from audit_ingest.domain.envelope import CloudEventOrigin, Envelope
+from audit_ingest.errors import MalformedBody, UnsupportedMediaType
+
+JSON = "application/json"
+CE_STRUCTURED = "application/cloudevents+json"
+CE_BATCH = "application/cloudevents-batch+json"
+SINGLE_MEDIA_TYPES = (JSON, CE_STRUCTURED)
+BATCH_MEDIA_TYPES = (JSON, CE_STRUCTURED, CE_BATCH)
+
+
+def media_type(content_type: str | None) -> str:
+    """`application/json; charset=utf-8` -> `application/json`."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def is_binary_cloudevent(headers: Mapping[str, str]) -> bool:
+    return "ce-specversion" in headers
+
+
+def parse_single(headers: Mapping[str, str], body: bytes) -> Envelope:
+    """Parse the body of `POST /v1/events`.
+
+    :param headers: request headers, names lower-cased.
+    :raises UnsupportedMediaType: for anything but JSON, a structured or a binary CloudEvent.
+    :raises MalformedBody: for bodies that are not JSON or not a valid CloudEvent.
+    """
+    kind = media_type(headers.get("content-type"))
+    if is_binary_cloudevent(headers):
+        return _binary_cloudevent(headers, body, kind)
+    if kind == JSON:
+        return Envelope(payload=_loads(body), raw=body)
+    if kind == CE_STRUCTURED:
+        return _structured_cloudevent(_loads(body), "")
+    raise UnsupportedMediaType(kind, SINGLE_MEDIA_TYPES)
+
+
+def parse_batch(headers: Mapping[str, str], body: bytes, *, max_events: int) -> list[Envelope]:
+    """Parse the body of `POST /v1/events/batch` into 1..max_events envelopes.
+
+    Plain JSON is ``{"events": [...]}``; batched CloudEvents are a JSON array of structured
+    CloudEvents; a single binary or structured CloudEvent is a batch of one.
+    """
+    kind = media_type(headers.get("content-type"))
+    if is_binary_cloudevent(headers):
+        return [_binary_cloudevent(headers, body, kind)]
+    if kind == CE_STRUCTURED:
+        return [_structured_cloudevent(_loads(body), "")]
+    if kind == JSON:
+        document = _loads(body)
+        if not isinstance(document, dict) or set(document) != {"events"}:
+            raise MalformedBody(
+                'The batch body must be a JSON object with one key, "events": {"events": [ ... ]}.',
+                field="events",
+            )
+        items = document["events"]
+        _check_count(items, max_events, "events")
+        return [Envelope(payload=item) for item in items]
+    if kind == CE_BATCH:
+        items = _loads(body)
+        _check_count(items, max_events, "")
+        return [_structured_cloudevent(item, f"[{index}]") for index, item in enumerate(items)]
+    raise UnsupportedMediaType(kind, BATCH_MEDIA_TYPES)
+
+
+def _check_count(items: object, max_events: int, field: str) -> None:
+    if not isinstance(items, list):
+        raise MalformedBody(f"{field or 'The body'} must be a JSON array of events.", field=field)
+    if not 1 <= len(items) <= max_events:
+        raise MalformedBody(
+            f"A batch holds 1 to {max_events} events; this one has {len(items)}.", field=field
+        )
+
+
+def _loads(body: bytes) -> Any:
+    if not body:
+        raise MalformedBody("The request body is empty; send a JSON document.")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBody(f"The body is not valid JSON: {exc}.") from None
+
+
+def _binary_cloudevent(headers: Mapping[str, str], body: bytes, kind: str) -> Envelope:
+    if kind not in ("", JSON):
+        raise UnsupportedMediaType(kind, (JSON,))
+    try:
+        event = from_http(dict(headers), body, data_unmarshaller=lambda data: data)
+    except ce_errors.GenericException as exc:
+        raise MalformedBody(f"Not a valid binary-mode CloudEvent: {exc}.") from None
+    origin = _origin(event, headers.get("ce-time"), "")
+    return Envelope(payload=_loads(body), raw=body, origin=origin)
+
+
+def _structured_cloudevent(document: object, where: str) -> Envelope:
+    if not isinstance(document, dict):
+        raise MalformedBody(f"{where or 'The body'} must be a CloudEvent JSON object.", field=where)
+    content_type = media_type(document.get("datacontenttype"))
+    if content_type not in ("", JSON):
+        raise MalformedBody(
+            f"{where}datacontenttype must be application/json: audit events are JSON.",
+            field=f"{where}.datacontenttype".lstrip("."),
+        )
+    payload: object = document.get("data")
+    if "data_base64" in document:
+        encoded = document.pop("data_base64")
+        try:
+            payload = orjson.loads(base64.b64decode(str(encoded), validate=True))
+        except (binascii.Error, orjson.JSONDecodeError):
+            raise MalformedBody(
+                f"{where}data_base64 must be base64 of a JSON object.",
+                field=f"{where}.data_base64".lstrip("."),
+            ) from None
+    try:
+        event = from_dict(document)
+    except ce_errors.GenericException as exc:
+        raise MalformedBody(f"{where or 'The body'} is not a valid CloudEvent: {exc}.") from None
+    time = document.get("time")
+    return Envelope(payload=payload, origin=_origin(event, time, where))
+
+
+def _origin(event: CloudEvent, time: object, where: str) -> CloudEventOrigin:
+    values: dict[str, str] = {}
+    for name in ("id", "source", "type"):
+        value = event.get(name)
+        if not isinstance(value, str) or not value or len(value) > 1024:
+            raise MalformedBody(
+                f"CloudEvent attribute {name!r} must be a non-empty string of at most 1024 "
+                "characters.",
+                field=f"{where}.{name}".lstrip("."),
+            )
+        values[name] = value
+    subject = event.get("subject")
+    return CloudEventOrigin(
+        id=values["id"],
+        source=values["source"],
+        type=values["type"],
+        time=time if isinstance(time, str) else None,
+        subject=subject if isinstance(subject, str) else None,
+    )

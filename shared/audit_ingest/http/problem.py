@@ -1,0 +1,92 @@
+"""Errors to HTTP: the one place a status code is chosen (RFC 9457 problem details)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from audit_ingest.errors import (
+    AuditError,
+    Forbidden,
+    InvalidEvent,
+    MalformedBody,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unauthenticated,
+    Unavailable,
+    UnsupportedMediaType,
+)
+
+PROBLEM_JSON = "application/problem+json"
+
+_STATUS_AND_TITLE: tuple[tuple[type[AuditError], int, str], ...] = (
+    (InvalidEvent, 400, "Invalid event"),
+    (MalformedBody, 400, "Malformed request body"),
+    (Unauthenticated, 401, "Missing or unknown API key"),
+    (Forbidden, 403, "API key not allowed"),
+    (NotFound, 404, "Not found"),
+    (MethodNotAllowed, 405, "Method not allowed"),
+    (PayloadTooLarge, 413, "Request body too large"),
+    (UnsupportedMediaType, 415, "Unsupported media type"),
+    (Unavailable, 503, "Service temporarily unavailable"),
+)
+
+
+def status_of(error: AuditError) -> tuple[int, str]:
+    for kind, status, title in _STATUS_AND_TITLE:
+        if isinstance(error, kind):
+            return status, title
+    return 500, "Internal error"
+
+
+def problem_body(
+    status: int,
+    title: str,
+    code: str,
+    detail: str,
+    *,
+    instance: str,
+    request_id: str,
+    errors: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": f"urn:audit-ingest:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        "request_id": request_id,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return body
+
+
+def problem_response(error: AuditError, *, instance: str, headers: dict[str, str]) -> Response:
+    """Render `error` as `application/problem+json`, with the headers its status calls for."""
+    status, title = status_of(error)
+    errors: list[dict[str, str]] | None = None
+    if isinstance(error, InvalidEvent):
+        errors = [item.as_dict() for item in error.errors]
+    elif isinstance(error, MalformedBody):
+        errors = [{"field": error.field, "message": error.message, "code": error.code}]
+    out = dict(headers)
+    if isinstance(error, Unavailable):
+        out["Retry-After"] = str(error.retry_after)
+    if isinstance(error, Unauthenticated):
+        out["WWW-Authenticate"] = 'ApiKey header="X-API-Key"'
+    if isinstance(error, MethodNotAllowed):
+        out["Allow"] = ", ".join(error.allowed)
+    body = problem_body(
+        status,
+        title,
+        error.code,
+        error.message,
+        instance=instance,
+        request_id=headers.get("X-Request-Id", ""),
+        errors=errors,
+    )
+    return Response(orjson.dumps(body), status_code=status, headers=out, media_type=PROBLEM_JSON)

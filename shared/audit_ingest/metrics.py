@@ -1,0 +1,31 @@
+"""Prometheus metrics of the ingest path (names follow the Prometheus naming conventions).
+
+Labels take values from small fixed sets only (endpoint, outcome, status), never from input.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+REQUESTS = Counter(
+    "audit_ingest_requests_total",
+    "HTTP requests answered, by endpoint and status code.",
+    ["endpoint", "status"],
+)
+REQUEST_SECONDS = Histogram(
+    "audit_ingest_request_duration_seconds",
+    "Time from request start to response, by endpoint.",
+    ["endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+EVENTS = Counter(
+    "audit_ingest_events_total",
+    "Events by outcome: accepted (acknowledged by the broker), rejected (invalid), "
+    "failed (not acknowledged).",
+    ["endpoint", "outcome"],
+)
+KEY_CACHE = Counter(
+    "audit_ingest_key_cache_lookups_total",
+    "API key lookups by result of the in-process cache (hit or miss).",
+    ["result"],
+)

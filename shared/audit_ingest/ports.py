@@ -1,0 +1,52 @@
+"""The small interfaces the service depends on; one real adapter each in `adapters/`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from audit_ingest.domain.keys import StoredKey
+from audit_ingest.domain.records import KafkaRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The broker's answer for one record: acknowledged, or why not."""
+
+    acknowledged: bool
+    error: str | None = None
+    # False when retrying the same record can never succeed (for example, too large).
+    retriable: bool = True
+
+
+class Publisher(Protocol):
+    async def publish(self, records: Sequence[KafkaRecord], timeout: float) -> list[Delivery]:
+        """Send records and wait, at most `timeout` seconds, for each one's acknowledgement.
+
+        Never raises for a broker problem: a record not acknowledged in time is reported as a
+        retriable failure, so the caller can answer 503 without claiming anything.
+        """
+        ...
+
+    def publish_nowait(self, records: Sequence[KafkaRecord]) -> None:
+        """Send best-effort records (dead letters of rejected events) without waiting."""
+        ...
+
+    async def ping(self, timeout: float) -> bool:
+        """True when the broker answers a metadata request within `timeout`."""
+        ...
+
+    def close(self, timeout: float) -> int:
+        """Flush and release; returns how many records were still undelivered."""
+        ...
+
+
+class KeyStore(Protocol):
+    async def find(self, key_hash: str) -> StoredKey | None:
+        """The key with this SHA-256 hex hash, or None. Raises `KeyStoreUnavailable`."""
+        ...
+
+    async def ping(self, timeout: float) -> bool: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,85 @@
+"""The one settings object. Nothing else in the project reads the environment.
+
+Every field maps to an environment variable of the same name in upper case (for example
+`kafka_topic` <- `KAFKA_TOPIC`). Secrets can also come from files in `SETTINGS_SECRETS_DIR`
+(a mounted Kubernetes Secret), one file per variable name in lower case.
+"""
+
+from __future__ import annotations
+
+import socket
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from audit_ingest.domain.limits import Limits
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="",
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+    )
+
+    # Dependencies.
+    database_url: SecretStr = SecretStr("postgresql://127.0.0.1:5432/audit")
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+
+    # Topics and producer.
+    kafka_topic: str = "audit.events.v1"
+    kafka_dlq_topic: str = "audit.events.dlq.v1"
+    kafka_linger_ms: Annotated[int, Field(ge=0, le=1000)] = 2
+    kafka_delivery_timeout_ms: Annotated[int, Field(ge=1000, le=300_000)] = 10_000
+    kafka_request_timeout_ms: Annotated[int, Field(ge=500, le=120_000)] = 5_000
+    kafka_queue_max_messages: Annotated[int, Field(ge=1000)] = 100_000
+    retry_after_seconds: Annotated[int, Field(ge=1, le=300)] = 2
+
+    # API keys (inline mode).
+    key_cache_ttl_seconds: Annotated[float, Field(gt=0, le=60)] = 30.0
+    key_negative_cache_ttl_seconds: Annotated[float, Field(ge=0, le=60)] = 5.0
+    key_cache_stale_seconds: Annotated[float, Field(ge=0, le=3600)] = 300.0
+    key_cache_size: Annotated[int, Field(ge=1)] = 10_000
+    database_pool_max: Annotated[int, Field(ge=1, le=100)] = 4
+    database_timeout_seconds: Annotated[float, Field(gt=0, le=30)] = 2.0
+
+    # Request limits.
+    max_event_bytes: Annotated[int, Field(ge=1024, le=900_000)] = 65_536
+    max_batch_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 5 * 1024 * 1024
+    max_batch_events: Annotated[int, Field(ge=1, le=1000)] = 1000
+    max_depth: Annotated[int, Field(ge=2, le=64)] = 16
+    max_string_length: Annotated[int, Field(ge=16, le=65_536)] = 8192
+    max_future_skew_seconds: Annotated[int, Field(ge=0, le=86_400)] = 300
+    trust_forwarded_for: bool = False
+
+    # Identity of this process, for the `processing` block of every record.
+    node_name: str = Field(default_factory=socket.gethostname)
+    k_service: str = "local"
+    k_revision: str = "local"
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def limits(self) -> Limits:
+        """The pure-core view of the request limits."""
+        return Limits(
+            max_event_bytes=self.max_event_bytes,
+            max_batch_body_bytes=self.max_batch_body_bytes,
+            max_batch_events=self.max_batch_events,
+            max_depth=self.max_depth,
+            max_string_length=self.max_string_length,
+            max_future_skew_seconds=self.max_future_skew_seconds,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Read the environment once per process."""
+    return Settings()

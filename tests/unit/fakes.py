@@ -1,0 +1,57 @@
+"""Fakes of the ports, for unit tests only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from audit_ingest.domain.keys import StoredKey
+from audit_ingest.domain.records import KafkaRecord
+from audit_ingest.errors import KeyStoreUnavailable
+from audit_ingest.ports import Delivery
+
+
+class FakePublisher:
+    def __init__(self, deliveries: list[Delivery] | None = None) -> None:
+        self.published: list[KafkaRecord] = []
+        self.dead_letters: list[KafkaRecord] = []
+        self.deliveries = deliveries
+        self.timeouts: list[float] = []
+
+    async def publish(self, records: Sequence[KafkaRecord], timeout: float) -> list[Delivery]:
+        self.timeouts.append(timeout)
+        if self.deliveries is not None:
+            answers = self.deliveries[: len(records)]
+            self.published.extend(
+                r for r, d in zip(records, answers, strict=False) if d.acknowledged
+            )
+            return answers
+        self.published.extend(records)
+        return [Delivery(True) for _ in records]
+
+    def publish_nowait(self, records: Sequence[KafkaRecord]) -> None:
+        self.dead_letters.extend(records)
+
+    async def ping(self, timeout: float) -> bool:
+        return True
+
+    def close(self, timeout: float) -> int:
+        return 0
+
+
+class FakeKeyStore:
+    def __init__(self, keys: dict[str, StoredKey] | None = None) -> None:
+        self.keys = keys or {}
+        self.down = False
+        self.calls = 0
+
+    async def find(self, key_hash: str) -> StoredKey | None:
+        self.calls += 1
+        if self.down:
+            raise KeyStoreUnavailable("down")
+        return self.keys.get(key_hash)
+
+    async def ping(self, timeout: float) -> bool:
+        return not self.down
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,92 @@
+import itertools
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from audit_ingest.domain.enrichment import Processing, RequestContext
+from audit_ingest.domain.envelope import Envelope
+from audit_ingest.domain.limits import Limits
+from audit_ingest.errors import SinkUnavailable
+from audit_ingest.ports import Delivery
+from audit_ingest.service import Accepted, IngestService, Rejected
+from tests.unit.fakes import FakePublisher
+from tests.unit.test_enrichment_and_records import PRINCIPAL
+from tests.unit.test_validation import seed_event
+
+NOW = datetime(2024, 12, 5, 10, 1, tzinfo=UTC)
+REQUEST = RequestContext(request_id="req-9", received_at=NOW)
+
+
+def service(publisher: FakePublisher, limits: Limits | None = None) -> IngestService:
+    counter = itertools.count(1)
+    return IngestService(
+        publisher,
+        limits=limits or Limits(),
+        processing=Processing("n", "f", "r", "v"),
+        topic="audit.events.v1",
+        dlq_topic="audit.events.dlq.v1",
+        ack_timeout=3.0,
+        retry_after=2,
+        new_event_id=lambda: f"id-{next(counter)}",
+    )
+
+
+async def test_valid_events_are_published_and_accepted_in_order() -> None:
+    publisher = FakePublisher()
+    outcomes = await service(publisher).ingest(
+        [Envelope(seed_event()), Envelope({"nope": 1}), Envelope(seed_event())],
+        PRINCIPAL,
+        REQUEST,
+    )
+    assert outcomes[0] == Accepted(0, "id-1")
+    assert isinstance(outcomes[1], Rejected) and outcomes[1].index == 1
+    assert outcomes[2] == Accepted(2, "id-2")
+    assert [orjson.loads(r.value)["event_id"] for r in publisher.published] == ["id-1", "id-2"]
+    assert publisher.timeouts == [3.0]
+
+
+async def test_rejected_events_go_to_the_dead_letter_topic_with_original_bytes() -> None:
+    publisher = FakePublisher()
+    raw = b'{"actor": 1}'
+    await service(publisher).ingest([Envelope({"actor": 1}, raw=raw)], PRINCIPAL, REQUEST)
+    (letter,) = publisher.dead_letters
+    assert letter.topic == "audit.events.dlq.v1" and letter.value == raw
+    headers = dict(letter.headers)
+    assert headers["dlq_reason"] == b"validation_failed"
+    assert headers["dlq_tenant_id"] == b"t-1" and headers["dlq_request_id"] == b"req-9"
+    assert publisher.published == []
+
+
+async def test_nothing_acknowledged_is_sink_unavailable() -> None:
+    publisher = FakePublisher([Delivery(False, "timed out")])
+    with pytest.raises(SinkUnavailable) as caught:
+        await service(publisher).ingest([Envelope(seed_event())], PRINCIPAL, REQUEST)
+    assert caught.value.retry_after == 2
+
+
+async def test_partial_acknowledgement_reports_the_failed_events() -> None:
+    publisher = FakePublisher([Delivery(True), Delivery(False, "timed out")])
+    outcomes = await service(publisher).ingest(
+        [Envelope(seed_event()), Envelope(seed_event())], PRINCIPAL, REQUEST
+    )
+    assert isinstance(outcomes[0], Accepted)
+    assert isinstance(outcomes[1], Rejected)
+    assert outcomes[1].errors[0].code == "sink_unavailable"
+
+
+async def test_permanent_produce_errors_are_dead_lettered() -> None:
+    publisher = FakePublisher([Delivery(False, "Broker: Message size too large", retriable=False)])
+    with pytest.raises(SinkUnavailable):
+        await service(publisher).ingest([Envelope(seed_event())], PRINCIPAL, REQUEST)
+    (letter,) = publisher.dead_letters
+    assert dict(letter.headers)["dlq_reason"] == b"produce_failed"
+
+
+async def test_oversized_event_is_rejected_not_published() -> None:
+    publisher = FakePublisher()
+    big = seed_event(context={"blob": "x" * 8000})
+    limits = Limits(max_event_bytes=1024, max_string_length=10_000)
+    (outcome,) = await service(publisher, limits).ingest([Envelope(big)], PRINCIPAL, REQUEST)
+    assert isinstance(outcome, Rejected) and outcome.errors[0].code == "event_too_large"
+    assert publisher.published == []

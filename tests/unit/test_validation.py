@@ -1,0 +1,124 @@
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from audit_ingest.domain.limits import Limits
+from audit_ingest.domain.validation import validate_event
+from audit_ingest.errors import InvalidEvent
+
+NOW = datetime(2024, 12, 5, 10, 0, 0, tzinfo=UTC)
+LIMITS = Limits(max_depth=6, max_string_length=50, max_future_skew_seconds=300)
+
+
+def seed_event(**changes: Any) -> dict[str, Any]:
+    """The seed's example event (E2.S8)."""
+    event: dict[str, Any] = {
+        "actor": {"id": "user-123", "type": "user", "email": "user@example.com"},
+        "action": {"name": "user.created"},
+        "resource": {"type": "user", "id": "user-456"},
+        "timestamp": "2024-12-05T10:00:00Z",
+        "result": {"success": True},
+    }
+    event.update(changes)
+    return event
+
+
+def errors_of(raw: object, tenant: str = "t1") -> dict[str, str]:
+    with pytest.raises(InvalidEvent) as caught:
+        validate_event(raw, tenant_id=tenant, received_at=NOW, limits=LIMITS)
+    return {error.field: error.code for error in caught.value.errors}
+
+
+def test_seed_example_is_valid() -> None:
+    valid = validate_event(seed_event(), tenant_id="t1", received_at=NOW, limits=LIMITS)
+    assert valid.event.actor.id == "user-123"
+    assert valid.occurred_at == NOW
+
+
+def test_timestamp_defaults_to_received_at() -> None:
+    raw = seed_event()
+    del raw["timestamp"]
+    assert validate_event(raw, tenant_id="t1", received_at=NOW, limits=LIMITS).occurred_at == NOW
+
+
+def test_every_missing_required_field_is_named() -> None:
+    assert errors_of({}) == {
+        "actor": "required",
+        "action": "required",
+        "resource": "required",
+    }
+    assert errors_of({"actor": {}, "action": {}, "resource": {}}) == {
+        "actor.id": "required",
+        "action.name": "required",
+        "resource.type": "required",
+        "resource.id": "required",
+    }
+
+
+def test_types_are_strict() -> None:
+    raw = seed_event(actor={"id": 123}, result={"success": "true"})
+    assert errors_of(raw) == {"actor.id": "type", "result.success": "type"}
+
+
+def test_empty_and_too_long_strings() -> None:
+    raw = seed_event(actor={"id": ""}, resource={"type": "x" * 257, "id": "r"})
+    assert errors_of(raw) == {"actor.id": "too_short", "resource.type": "too_long"}
+
+
+def test_unknown_fields_are_refused_with_a_hint() -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        validate_event(seed_event(resouce={}), tenant_id="t1", received_at=NOW, limits=LIMITS)
+    (error,) = caught.value.errors
+    assert error.field == "resouce" and error.code == "unknown_field"
+    assert "context" in error.message
+
+
+def test_email_is_validated() -> None:
+    assert errors_of(seed_event(actor={"id": "u", "email": "not-an-email"})) == {
+        "actor.email": "invalid_email"
+    }
+
+
+def test_tenant_in_body_must_match_the_key() -> None:
+    assert errors_of(seed_event(tenant_id="other")) == {"tenant_id": "tenant_mismatch"}
+    same = validate_event(
+        seed_event(tenant_id="t1"), tenant_id="t1", received_at=NOW, limits=LIMITS
+    )
+    assert same.event.tenant_id == "t1"
+
+
+@pytest.mark.parametrize("stamp", ["2024-12-05", "12/05/2024", "2024-12-05T10:00:00"])
+def test_bad_timestamps(stamp: str) -> None:
+    assert errors_of(seed_event(timestamp=stamp)) == {"timestamp": "invalid_timestamp"}
+
+
+def test_far_future_timestamp_is_refused_but_skew_is_tolerated() -> None:
+    assert errors_of(seed_event(timestamp="2024-12-05T10:05:01Z")) == {
+        "timestamp": "timestamp_in_future"
+    }
+    ok = validate_event(
+        seed_event(timestamp="2024-12-05T10:04:59Z"), tenant_id="t1", received_at=NOW, limits=LIMITS
+    )
+    assert ok.occurred_at > NOW
+
+
+def test_nesting_and_string_limits_in_free_form_fields() -> None:
+    deep: dict[str, Any] = {"leaf": 1}
+    for _ in range(10):
+        deep = {"n": deep}
+    errors = errors_of(seed_event(context=deep, metadata={"note": "x" * 51}))
+    assert errors["metadata.note"] == "too_long"
+    assert any(
+        code == "too_deep" and field.startswith("context.n") for field, code in errors.items()
+    )
+
+
+def test_non_object_event() -> None:
+    assert errors_of([1, 2]) == {"": "type"}
+    assert errors_of("event") == {"": "type"}
+
+
+def test_all_errors_reported_together() -> None:
+    raw = seed_event(actor={"id": 1}, timestamp="nope", tenant_id="x", extra=True)
+    assert set(errors_of(raw)) == {"actor.id", "extra"}  # schema errors first, in one answer
