@@ -61,3 +61,7 @@ test: lint typecheck test-unit ## Every tier (the stack starts once for integrat
 .PHONY: clean
 clean: ## Remove local state (.dev: databases, Kafka logs) and caches.
 	rm -rf .dev .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: bench-sequential
+bench-sequential: install ## p50/p99 of sequential requests against a running `make run`.
+	$(RUN) python -m bench.sequential

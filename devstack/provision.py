@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from audit_ingest.adapters.kafka_admin import TopicSpec, create_topics
 from audit_ingest.adapters.key_admin import IssuedKey, create_key, revoke_key
@@ -11,6 +13,12 @@ from audit_ingest.adapters.migrations import migrate
 from audit_ingest.settings import Settings
 
 DEMO_TENANT = uuid.UUID("11111111-1111-4111-8111-111111111111")
+
+
+def stack_settings(env: Mapping[str, str]) -> Settings:
+    """Settings for a stack's addresses (`LocalStack.env`), over the process environment."""
+    values: dict[str, Any] = {name.lower(): value for name, value in env.items()}
+    return Settings(**values)
 
 
 def provision(settings: Settings, *, partitions: int = 3) -> None:

@@ -14,8 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from audit_ingest.settings import Settings
-from devstack.provision import provision, rotate_demo_key
+from devstack.provision import provision, rotate_demo_key, stack_settings
 from devstack.stack import LocalStack
 
 ROOT = Path(".dev")
@@ -54,7 +53,7 @@ def main() -> int:
         env_file = stack.write_env_file(ROOT / "stack.env")
         with env_file.open("a") as handle:
             handle.write(f"INGEST_URL=http://127.0.0.1:{args.port}\n")
-        settings = Settings(**{k.lower(): v for k, v in stack.env.items()})
+        settings = stack_settings(stack.env)
         provision(settings)
         issued = rotate_demo_key(settings, ROOT / "demo-key.id")
         env = {**os.environ, **stack.env, "K_SERVICE": "local", "K_REVISION": "local"}

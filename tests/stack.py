@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
 from devstack import LocalStack, StackPorts
-from devstack.provision import provision
+from devstack.provision import provision, stack_settings
 
 from audit_ingest.adapters.key_admin import IssuedKey, create_key
 from audit_ingest.settings import Settings
@@ -49,8 +49,7 @@ def stack_env(stack: LocalStack) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def settings(stack_env: dict[str, str]) -> Settings:
-    values: dict[str, Any] = {name.lower(): value for name, value in stack_env.items()}
-    ready = Settings(**values)
+    ready = stack_settings(stack_env)
     provision(ready)
     return ready
 

@@ -122,7 +122,6 @@ def build_app(
         # The handler waits a little longer than librdkafka's own delivery timeout, so a
         # record's fate is normally known (acked or failed) before the request gives up.
         ack_timeout=settings.kafka_delivery_timeout_ms / 1000 + 1.0,
-        retry_after=settings.retry_after_seconds,
         new_event_id=lambda: str(uuid7()),
     )
     return IngestApp(settings, publisher, key_store, resolver, service, settings.limits())

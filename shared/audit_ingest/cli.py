@@ -15,6 +15,7 @@ import click
 import orjson
 
 from audit_ingest.adapters.kafka_admin import TopicSpec, create_topics
+from audit_ingest.adapters.kafka_reader import read_records
 from audit_ingest.adapters.key_admin import create_key, list_keys, revoke_key
 from audit_ingest.adapters.migrations import migrate
 from audit_ingest.domain.keys import DEFAULT_RATE_LIMIT, DEFAULT_SCOPES
@@ -90,6 +91,42 @@ def topics_create(
     ]
     for name, state in create_topics(settings.kafka_bootstrap_servers, specs).items():
         click.echo(f"{name}: {state}")
+
+
+@main.group()
+def events() -> None:
+    """Records in the topics."""
+
+
+@events.command("tail")
+@click.option("--dlq", is_flag=True, help="Read the dead-letter topic instead.")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest record.")
+@click.option("--max", "limit", type=click.IntRange(1), default=20, show_default=True)
+@click.option(
+    "--idle",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="Stop after this many seconds without a new record.",
+)
+@click.pass_context
+def events_tail(
+    ctx: click.Context, dlq: bool, from_beginning: bool, limit: int, idle: float
+) -> None:
+    """Print records (key, headers, value) as they are stored."""
+    settings = _settings(ctx)
+    topic = settings.kafka_dlq_topic if dlq else settings.kafka_topic
+    for record in read_records(
+        settings.kafka_bootstrap_servers,
+        topic,
+        from_beginning=from_beginning,
+        limit=limit,
+        idle_seconds=idle,
+    ):
+        headers = {name: value.decode(errors="replace") for name, value in record.headers}
+        click.echo(f"# {topic}[{record.partition}]@{record.offset} key={record.key!r}")
+        click.echo(f"# headers {orjson.dumps(headers).decode()}")
+        click.echo(record.value.decode(errors="replace"))
 
 
 @main.group()

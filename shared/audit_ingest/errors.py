@@ -111,13 +111,12 @@ class Forbidden(AuthError):
 
 
 class Unavailable(AuditError):
-    """A dependency failed; the client should retry after `retry_after` seconds."""
+    """A dependency failed; nothing was accepted and the client should retry.
+
+    How long to wait (`Retry-After`) is a deployment setting, applied at the edge.
+    """
 
     code = "unavailable"
-
-    def __init__(self, message: str, *, retry_after: int = 1) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class KeyStoreUnavailable(Unavailable):

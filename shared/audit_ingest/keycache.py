@@ -20,6 +20,7 @@ from cachetools import LRUCache
 
 from audit_ingest.domain.keys import StoredKey
 from audit_ingest.errors import KeyStoreUnavailable
+from audit_ingest.metrics import KEY_CACHE
 from audit_ingest.ports import KeyStore
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,6 @@ class KeyResolver:
         self._clock = clock
         self._entries: LRUCache[str, _Entry] = LRUCache(maxsize=size)
         self._inflight: dict[str, asyncio.Future[StoredKey | None]] = {}
-        self.hits = 0
-        self.misses = 0
 
     async def resolve(self, key_hash: str) -> StoredKey | None:
         """The stored key for this hash (None when there is none).
@@ -62,9 +61,9 @@ class KeyResolver:
         if entry is not None:
             limit = self._ttl if entry.key is not None else self._negative_ttl
             if now - entry.fetched_at < limit:
-                self.hits += 1
+                KEY_CACHE.labels("hit").inc()
                 return entry.key
-        self.misses += 1
+        KEY_CACHE.labels("miss").inc()
         pending = self._inflight.get(key_hash)
         if pending is not None:
             return await asyncio.shield(pending)

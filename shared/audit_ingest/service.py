@@ -22,7 +22,7 @@ from audit_ingest.domain.records import (
     default_source,
     serialize,
 )
-from audit_ingest.domain.timestamps import format_rfc3339_ms
+from audit_ingest.domain.timestamps import format_rfc3339_ms, parse_rfc3339
 from audit_ingest.domain.validation import validate_event
 from audit_ingest.errors import FieldError, InvalidEvent, SinkUnavailable
 from audit_ingest.ports import Publisher
@@ -65,7 +65,6 @@ class IngestService:
         topic: str,
         dlq_topic: str,
         ack_timeout: float,
-        retry_after: int,
         new_event_id: Callable[[], str],
     ) -> None:
         self._publisher = publisher
@@ -74,7 +73,6 @@ class IngestService:
         self._topic = topic
         self._dlq_topic = dlq_topic
         self._ack_timeout = ack_timeout
-        self._retry_after = retry_after
         self._new_event_id = new_event_id
 
     async def ingest(
@@ -107,11 +105,13 @@ class IngestService:
     def _prepare(
         self, index: int, envelope: Envelope, principal: Principal, request: RequestContext
     ) -> _Prepared:
+        origin_time = envelope.origin.time if envelope.origin else None
         valid = validate_event(
             envelope.payload,
             tenant_id=principal.tenant_id,
             received_at=request.received_at,
             limits=self._limits,
+            default_time=parse_rfc3339(origin_time) if origin_time else None,
         )
         event_id = self._new_event_id()
         enriched = enrich(
@@ -156,18 +156,23 @@ class IngestService:
                 continue
             if not delivery.retriable:
                 error = FieldError(
-                    "", f"The broker refused the event: {delivery.error}.", "sink_rejected"
+                    "",
+                    f"The broker refused the event ({delivery.error}); it was kept in the "
+                    "dead-letter topic for operators. Retrying it will not help.",
+                    "sink_rejected",
                 )
                 permanent.append(
                     self._dead_letter(item.envelope, "produce_failed", (error,), principal, request)
                 )
+                outcomes[item.index] = Rejected(item.index, (error,))
+                continue
             outcomes[item.index] = Rejected(
                 item.index,
                 (
                     FieldError(
                         "",
                         "The event was not stored: the broker did not acknowledge it in time. "
-                        f"Retry it after {self._retry_after} s.",
+                        "Send it again.",
                         "sink_unavailable",
                     ),
                 ),
@@ -177,8 +182,7 @@ class IngestService:
         if acknowledged == 0:
             raise SinkUnavailable(
                 "The event store did not acknowledge the event(s) in time; nothing was "
-                "accepted. Retry the request.",
-                retry_after=self._retry_after,
+                "accepted. Retry the request."
             )
 
     def _dead_letter(

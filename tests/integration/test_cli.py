@@ -113,3 +113,33 @@ def test_env_file_is_read(stack_env: dict[str, str], tmp_path: Path) -> None:
         check=True,
     )
     assert "up to date" in result.stdout
+
+
+async def test_events_tail_prints_stored_records(
+    stack_env: dict[str, str], settings: Settings
+) -> None:
+    from audit_ingest.adapters.kafka import KafkaPublisher
+    from audit_ingest.bootstrap import producer_config
+    from audit_ingest.domain.records import KafkaRecord
+
+    marker = str(uuid.uuid4())
+    publisher = KafkaPublisher(producer_config(settings))
+    try:
+        (delivery,) = await publisher.publish(
+            [
+                KafkaRecord(
+                    settings.kafka_dlq_topic,
+                    b"tail-test",
+                    marker.encode(),
+                    (("dlq_reason", b"validation_failed"),),
+                )
+            ],
+            timeout=10,
+        )
+    finally:
+        publisher.close(5)
+    assert delivery.acknowledged
+    out = cli(
+        stack_env, "events", "tail", "--dlq", "--from-beginning", "--max", "100000", "--idle", "3"
+    ).stdout
+    assert marker in out and "validation_failed" in out

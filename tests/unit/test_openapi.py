@@ -103,12 +103,14 @@ class Harness:
 @pytest.fixture
 def harness() -> Harness:
     publisher = FakePublisher()
-    key_store = FakeKeyStore({
-        hash_key(KEY): stored(tenant_id="t1"),
-        hash_key(REVOKED): stored(is_active=False),
-        hash_key(EXPIRED): stored(expires_at=datetime(2020, 1, 1, tzinfo=UTC)),
-        hash_key(NO_SCOPE): stored(scopes=("events:read",)),
-    })
+    key_store = FakeKeyStore(
+        {
+            hash_key(KEY): stored(tenant_id="t1"),
+            hash_key(REVOKED): stored(is_active=False),
+            hash_key(EXPIRED): stored(expires_at=datetime(2020, 1, 1, tzinfo=UTC)),
+            hash_key(NO_SCOPE): stored(scopes=("events:read",)),
+        }
+    )
     settings = Settings(max_event_bytes=2048, max_batch_body_bytes=65_536)
     app = build_app(settings, publisher=publisher, key_store=key_store)
     return Harness(app, publisher, key_store)
@@ -123,10 +125,12 @@ async def client(harness: Harness) -> AsyncIterator[httpx.AsyncClient]:
         return handler
 
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
-    asgi = Starlette(routes=[
-        Route(BATCH, route(Endpoint.BATCH), methods=methods),
-        Route("/{path:path}", route(Endpoint.SINGLE), methods=methods),
-    ])
+    asgi = Starlette(
+        routes=[
+            Route(BATCH, route(Endpoint.BATCH), methods=methods),
+            Route("/{path:path}", route(Endpoint.SINGLE), methods=methods),
+        ]
+    )
     transport = httpx.ASGITransport(app=asgi)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield http
@@ -152,8 +156,16 @@ class Scenario:
     check: Check | None = None
 
 
-def post(name: str, path: str, status: int, body: object, *,
-         content_type: str | None = JSON, key: str | None = KEY, **kw: Any) -> Scenario:
+def post(
+    name: str,
+    path: str,
+    status: int,
+    body: object,
+    *,
+    content_type: str | None = JSON,
+    key: str | None = KEY,
+    **kw: Any,
+) -> Scenario:
     return Scenario(name, "POST", path, status, body, content_type, key, **kw)
 
 
@@ -208,6 +220,20 @@ def fail_deliveries(*acknowledged: bool) -> Callable[[Harness], None]:
     return arrange
 
 
+def refuse_permanently(harness: Harness) -> None:
+    harness.publisher.deliveries = [
+        Delivery(True),
+        Delivery(False, "Broker: Message size too large", retriable=False),
+    ]
+
+
+def publisher_defect(harness: Harness) -> None:
+    async def broken(*_: object) -> list[Delivery]:
+        raise RuntimeError("a defect")
+
+    harness.publisher.publish = broken  # type: ignore[method-assign]
+
+
 def key_store_down(harness: Harness) -> None:
     harness.key_store.down = True
 
@@ -257,22 +283,65 @@ BIG_CONTEXT = {"x": "y" * 4000}
 SCENARIOS: list[Scenario] = [
     # POST /v1/events
     post("single-json", SINGLE, 202, seed_event(), check=published(1)),
-    post("single-structured-cloudevent", SINGLE, 202, cloudevent("evt-1"), content_type=CE,
-         check=published(1)),
-    post("single-binary-cloudevent", SINGLE, 202, seed_event(), headers=BINARY_HEADERS,
-         check=published(1)),
-    post("single-binary-cloudevent-no-content-type", SINGLE, 202, seed_event(),
-         content_type=None, headers=BINARY_HEADERS, check=published(1)),
-    post("single-invalid-event", SINGLE, 400, {"actor": {"id": 5}},
-         check=both(problem_type("invalid_event"), error_fields({
-             ("actor.id", "type"), ("action", "required"), ("resource", "required")}))),
-    post("single-tenant-mismatch", SINGLE, 400, seed_event(tenant_id="other"),
-         check=error_fields({("tenant_id", "tenant_mismatch")})),
+    post(
+        "single-structured-cloudevent",
+        SINGLE,
+        202,
+        cloudevent("evt-1"),
+        content_type=CE,
+        check=published(1),
+    ),
+    post(
+        "single-binary-cloudevent",
+        SINGLE,
+        202,
+        seed_event(),
+        headers=BINARY_HEADERS,
+        check=published(1),
+    ),
+    post(
+        "single-binary-cloudevent-no-content-type",
+        SINGLE,
+        202,
+        seed_event(),
+        content_type=None,
+        headers=BINARY_HEADERS,
+        check=published(1),
+    ),
+    post(
+        "single-invalid-event",
+        SINGLE,
+        400,
+        {"actor": {"id": 5}},
+        check=both(
+            problem_type("invalid_event"),
+            error_fields({("actor.id", "type"), ("action", "required"), ("resource", "required")}),
+        ),
+    ),
+    post(
+        "single-tenant-mismatch",
+        SINGLE,
+        400,
+        seed_event(tenant_id="other"),
+        check=error_fields({("tenant_id", "tenant_mismatch")}),
+    ),
     post("single-not-json", SINGLE, 400, b"{nope", check=problem_type("malformed_body")),
-    post("single-incomplete-binary-cloudevent", SINGLE, 400, seed_event(),
-         headers=(("ce-specversion", "1.0"),), check=problem_type("malformed_body")),
-    post("single-no-key", SINGLE, 401, seed_event(), key=None,
-         check=header_is("www-authenticate", 'ApiKey header="X-API-Key"')),
+    post(
+        "single-incomplete-binary-cloudevent",
+        SINGLE,
+        400,
+        seed_event(),
+        headers=(("ce-specversion", "1.0"),),
+        check=problem_type("malformed_body"),
+    ),
+    post(
+        "single-no-key",
+        SINGLE,
+        401,
+        seed_event(),
+        key=None,
+        check=header_is("www-authenticate", 'ApiKey header="X-API-Key"'),
+    ),
     post("single-malformed-key", SINGLE, 401, seed_event(), key="aik_bogus"),
     post("single-unknown-key", SINGLE, 401, seed_event(), key=UNKNOWN),
     post("single-revoked-key", SINGLE, 403, seed_event(), key=REVOKED),
@@ -281,52 +350,166 @@ SCENARIOS: list[Scenario] = [
     post("single-too-large", SINGLE, 413, seed_event(context=BIG_CONTEXT), check=published(0)),
     post("single-text-plain", SINGLE, 415, b"hello", content_type="text/plain"),
     post("single-batch-media-type", SINGLE, 415, [cloudevent("evt-1")], content_type=CE_BATCH),
-    post("single-sink-unavailable", SINGLE, 503, seed_event(), arrange=fail_deliveries(False),
-         check=both(problem_type("sink_unavailable"), header_is("retry-after", "2"))),
-    post("single-key-store-unavailable", SINGLE, 503, seed_event(), arrange=key_store_down,
-         check=problem_type("key_store_unavailable")),
+    post(
+        "single-sink-unavailable",
+        SINGLE,
+        503,
+        seed_event(),
+        arrange=fail_deliveries(False),
+        check=both(problem_type("sink_unavailable"), header_is("retry-after", "2")),
+    ),
+    post(
+        "single-internal-error",
+        SINGLE,
+        500,
+        seed_event(),
+        arrange=publisher_defect,
+        check=problem_type("internal_error"),
+    ),
+    post(
+        "single-key-store-unavailable",
+        SINGLE,
+        503,
+        seed_event(),
+        arrange=key_store_down,
+        check=both(problem_type("key_store_unavailable"), header_is("retry-after", "2")),
+    ),
     # POST /v1/events/batch
-    post("batch-json", BATCH, 202, {"events": [seed_event(), seed_event(idempotency_key="k")]},
-         check=batch_statuses("accepted", "accepted")),
-    post("batch-json-partial", BATCH, 202, {"events": [seed_event(), {"actor": {}}, seed_event()]},
-         check=both(batch_statuses("accepted", "rejected", "accepted"),
-                    rejected_item_codes(1, {"required"}))),
-    post("batch-json-partly-unacknowledged", BATCH, 202,
-         {"events": [seed_event(), seed_event()]}, arrange=fail_deliveries(True, False),
-         check=both(batch_statuses("accepted", "rejected"),
-                    rejected_item_codes(1, {"sink_unavailable"}))),
-    post("batch-cloudevents-batch", BATCH, 202,
-         [cloudevent("evt-1"), cloudevent("evt-2", data=None)], content_type=CE_BATCH,
-         check=batch_statuses("accepted", "rejected")),
-    post("batch-structured-cloudevent", BATCH, 202, cloudevent("evt-1"), content_type=CE,
-         check=batch_statuses("accepted")),
-    post("batch-binary-cloudevent", BATCH, 202, seed_event(), headers=BINARY_HEADERS,
-         check=batch_statuses("accepted")),
-    post("batch-no-valid-event", BATCH, 400, {"events": [{}, {"actor": {"id": "a"}}]},
-         check=both(problem_type("invalid_event"), published(0))),
-    post("batch-too-many-events", BATCH, 400, {"events": [{}] * 1001},
-         check=error_fields({("events", "malformed_body")})),
-    post("batch-empty", BATCH, 400, {"events": []},
-         check=error_fields({("events", "malformed_body")})),
-    post("batch-extra-key", BATCH, 400, {"events": [seed_event()], "tenant": "t1"},
-         check=problem_type("malformed_body")),
+    post(
+        "batch-json",
+        BATCH,
+        202,
+        {"events": [seed_event(), seed_event(idempotency_key="k")]},
+        check=batch_statuses("accepted", "accepted"),
+    ),
+    post(
+        "batch-json-partial",
+        BATCH,
+        202,
+        {"events": [seed_event(), {"actor": {}}, seed_event()]},
+        check=both(
+            batch_statuses("accepted", "rejected", "accepted"), rejected_item_codes(1, {"required"})
+        ),
+    ),
+    post(
+        "batch-json-partly-unacknowledged",
+        BATCH,
+        202,
+        {"events": [seed_event(), seed_event()]},
+        arrange=fail_deliveries(True, False),
+        check=both(
+            batch_statuses("accepted", "rejected"), rejected_item_codes(1, {"sink_unavailable"})
+        ),
+    ),
+    post(
+        "batch-cloudevents-batch",
+        BATCH,
+        202,
+        [cloudevent("evt-1"), cloudevent("evt-2", data=None)],
+        content_type=CE_BATCH,
+        check=batch_statuses("accepted", "rejected"),
+    ),
+    post(
+        "batch-structured-cloudevent",
+        BATCH,
+        202,
+        cloudevent("evt-1"),
+        content_type=CE,
+        check=batch_statuses("accepted"),
+    ),
+    post(
+        "batch-binary-cloudevent",
+        BATCH,
+        202,
+        seed_event(),
+        headers=BINARY_HEADERS,
+        check=batch_statuses("accepted"),
+    ),
+    post(
+        "batch-no-valid-event",
+        BATCH,
+        400,
+        {"events": [{}, {"actor": {"id": "a"}}]},
+        check=both(problem_type("invalid_event"), published(0)),
+    ),
+    post(
+        "batch-too-many-events",
+        BATCH,
+        400,
+        {"events": [{}] * 1001},
+        check=error_fields({("events", "malformed_body")}),
+    ),
+    post(
+        "batch-empty",
+        BATCH,
+        400,
+        {"events": []},
+        check=error_fields({("events", "malformed_body")}),
+    ),
+    post(
+        "batch-extra-key",
+        BATCH,
+        400,
+        {"events": [seed_event()], "tenant": "t1"},
+        check=problem_type("malformed_body"),
+    ),
     post("batch-no-key", BATCH, 401, {"events": [seed_event()]}, key=None),
     post("batch-revoked-key", BATCH, 403, {"events": [seed_event()]}, key=REVOKED),
     post("batch-too-large", BATCH, 413, {"events": [seed_event(context=BIG_CONTEXT)] * 17}),
     post("batch-text-plain", BATCH, 415, b"hello", content_type="text/plain"),
-    post("batch-sink-unavailable", BATCH, 503, {"events": [seed_event()]},
-         arrange=fail_deliveries(False), check=problem_type("sink_unavailable")),
-    post("batch-key-store-unavailable", BATCH, 503, {"events": [seed_event()]},
-         arrange=key_store_down, check=problem_type("key_store_unavailable")),
+    post(
+        "batch-json-partly-refused-permanently",
+        BATCH,
+        202,
+        {"events": [seed_event(), seed_event()]},
+        arrange=refuse_permanently,
+        check=both(
+            batch_statuses("accepted", "rejected"), rejected_item_codes(1, {"sink_rejected"})
+        ),
+    ),
+    post(
+        "batch-internal-error",
+        BATCH,
+        500,
+        {"events": [seed_event()]},
+        arrange=publisher_defect,
+        check=problem_type("internal_error"),
+    ),
+    post(
+        "batch-sink-unavailable",
+        BATCH,
+        503,
+        {"events": [seed_event()]},
+        arrange=fail_deliveries(False),
+        check=problem_type("sink_unavailable"),
+    ),
+    post(
+        "batch-key-store-unavailable",
+        BATCH,
+        503,
+        {"events": [seed_event()]},
+        arrange=key_store_down,
+        check=problem_type("key_store_unavailable"),
+    ),
     # Operational paths.
     get("health", "/health", 200),
     get("ready", "/ready", 200, check=ready_checks("ok", "ok")),
-    get("ready-key-store-down", "/ready", 503, arrange=key_store_down,
-        check=ready_checks("ok", "down")),
+    get(
+        "ready-key-store-down",
+        "/ready",
+        503,
+        arrange=key_store_down,
+        check=ready_checks("ok", "down"),
+    ),
     get("ready-draining", "/ready", 503, arrange=draining),
     get("metrics", "/metrics", 200, check=metrics_text),
-    get("health-invalid-request-id", "/health", 200, request_id="not a valid id!",
-        check=new_request_id),
+    get(
+        "health-invalid-request-id",
+        "/health",
+        200,
+        request_id="not a valid id!",
+        check=new_request_id,
+    ),
     # Undocumented requests get the document's shared 404 and 405.
     get("unknown-path", "/nope", 404),
     get("get-single", SINGLE, 405, check=header_is("allow", "POST")),
@@ -370,8 +553,14 @@ async def test_response_matches_document(
         assert request_id == REQUEST_ID
     body = parsed_body(response)
     content_type = response.headers.get("content-type")
-    validate_response(scenario.method, scenario.path, scenario.status, content_type, body,
-                      headers=response.headers)
+    validate_response(
+        scenario.method,
+        scenario.path,
+        scenario.status,
+        content_type,
+        body,
+        headers=response.headers,
+    )
     if media_type(content_type) == PROBLEM:
         assert isinstance(body, dict)
         assert body["status"] == scenario.status
@@ -385,8 +574,10 @@ async def test_response_matches_document(
 
 
 def test_checker_refuses_undocumented_answers() -> None:
-    accepted = {"event_id": "0192d4e5-8a7c-7def-9012-3456789abcde",
-                "received_at": "2024-12-05T10:00:00.123Z"}
+    accepted = {
+        "event_id": "0192d4e5-8a7c-7def-9012-3456789abcde",
+        "received_at": "2024-12-05T10:00:00.123Z",
+    }
     validate_response("POST", SINGLE, 202, JSON, accepted, headers={"X-Request-Id": "r"})
     with pytest.raises(AssertionError, match="documented"):
         validate_response("POST", SINGLE, 418, JSON, accepted)
@@ -396,15 +587,28 @@ def test_checker_refuses_undocumented_answers() -> None:
         validate_response("POST", SINGLE, 202, JSON, {**accepted, "extra": 1})
     with pytest.raises(AssertionError, match="X-Request-Id is required"):
         validate_response("POST", SINGLE, 202, JSON, accepted, headers={})
-    problem = {"type": "urn:audit-ingest:problem:sink_unavailable", "title": "t",
-               "status": 503, "detail": "d", "instance": SINGLE, "request_id": "r"}
-    validate_response("POST", SINGLE, 503, PROBLEM, problem,
-                      headers={"X-Request-Id": "r", "Retry-After": "2"})
+    problem = {
+        "type": "urn:audit-ingest:problem:sink_unavailable",
+        "title": "t",
+        "status": 503,
+        "detail": "d",
+        "instance": SINGLE,
+        "request_id": "r",
+    }
+    validate_response(
+        "POST", SINGLE, 503, PROBLEM, problem, headers={"X-Request-Id": "r", "Retry-After": "2"}
+    )
     with pytest.raises(AssertionError, match="Retry-After is required"):
         validate_response("POST", SINGLE, 503, PROBLEM, problem, headers={"X-Request-Id": "r"})
     with pytest.raises(AssertionError, match="not an integer"):
-        validate_response("POST", SINGLE, 503, PROBLEM, problem,
-                          headers={"X-Request-Id": "r", "Retry-After": "soon"})
+        validate_response(
+            "POST",
+            SINGLE,
+            503,
+            PROBLEM,
+            problem,
+            headers={"X-Request-Id": "r", "Retry-After": "soon"},
+        )
     with pytest.raises(AssertionError, match="not a documented operation"):
         validate_response("DELETE", "/nope", 405, PROBLEM, problem)
 
@@ -486,10 +690,12 @@ def test_declared_headers() -> None:
             assert required == {"X-Request-Id", "Retry-After"}, where
         if status == 429:
             assert {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} <= set(
-                response["headers"]), where
+                response["headers"]
+            ), where
     shared = load_spec()["components"]["responses"]
-    assert required_headers(shared["MethodNotAllowed"], "/components/responses/MethodNotAllowed"
-                            ) == {"X-Request-Id", "Allow"}
+    assert required_headers(
+        shared["MethodNotAllowed"], "/components/responses/MethodNotAllowed"
+    ) == {"X-Request-Id", "Allow"}
 
 
 def test_every_documented_status_is_exercised() -> None:
@@ -544,16 +750,24 @@ REQUEST_EXAMPLES = [
 ]
 
 
-@pytest.mark.parametrize(("path", "kind", "value"),
-                         [pytest.param(*rest, id=name) for name, *rest in REQUEST_EXAMPLES])
+@pytest.mark.parametrize(
+    ("path", "kind", "value"), [pytest.param(*rest, id=name) for name, *rest in REQUEST_EXAMPLES]
+)
 async def test_request_examples_are_accepted(
     client: httpx.AsyncClient, path: str, kind: str, value: object
 ) -> None:
-    response = await client.post(path, content=orjson.dumps(value), headers={
-        "content-type": kind, "x-api-key": KEY})
+    response = await client.post(
+        path, content=orjson.dumps(value), headers={"content-type": kind, "x-api-key": KEY}
+    )
     assert response.status_code == 202, response.text
-    validate_response("POST", path, 202, response.headers["content-type"], response.json(),
-                      headers=response.headers)
+    validate_response(
+        "POST",
+        path,
+        202,
+        response.headers["content-type"],
+        response.json(),
+        headers=response.headers,
+    )
     if path == BATCH:
         assert response.json()["rejected"] == 0
 
@@ -582,8 +796,8 @@ def test_audit_event_schema_matches_the_model() -> None:
     model = AuditEventIn.model_json_schema()
     components = load_spec()["components"]["schemas"]
     pairs = [(model, components["AuditEvent"])] + [
-        (model["$defs"][name], components[name]) for name in ("Actor", "Action", "Resource",
-                                                              "Result")
+        (model["$defs"][name], components[name])
+        for name in ("Actor", "Action", "Resource", "Result")
     ]
     assert set(model["$defs"]) == {"Actor", "Action", "Resource", "Result"}
     for ours, theirs in pairs:
@@ -600,11 +814,15 @@ def test_limits_match_the_code() -> None:
     limits = Limits()
     assert schemas["EventBatch"]["properties"]["events"]["maxItems"] == limits.max_batch_events
     assert schemas["CloudEventBatch"]["maxItems"] == limits.max_batch_events
-    assert schemas["BatchAccepted"]["properties"]["events"]["maxItems"] == (
-        limits.max_batch_events)
+    assert schemas["BatchAccepted"]["properties"]["events"]["maxItems"] == (limits.max_batch_events)
     assert schemas["BatchItemRejected"]["properties"]["errors"]["maxItems"] == (
-        MAX_ERRORS_PER_EVENT)
+        MAX_ERRORS_PER_EVENT
+    )
     description = load_spec()["info"]["description"]
-    for value in (limits.max_event_bytes, limits.max_depth, limits.max_string_length,
-                  limits.max_future_skew_seconds):
+    for value in (
+        limits.max_event_bytes,
+        limits.max_depth,
+        limits.max_string_length,
+        limits.max_future_skew_seconds,
+    ):
         assert f"| {value} " in description, value

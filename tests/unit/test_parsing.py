@@ -136,3 +136,27 @@ def test_batch_endpoint_takes_one_binary_or_structured_cloudevent() -> None:
     assert (
         len(parse_batch({"content-type": "application/cloudevents+json"}, body, max_events=10)) == 1
     )
+
+
+@pytest.mark.parametrize("missing", ["id", "specversion", "source", "type"])
+def test_structured_cloudevent_requires_its_attributes(missing: str) -> None:
+    document = structured()
+    del document[missing]
+    with pytest.raises(MalformedBody, match=missing) as caught:
+        parse_single({"content-type": "application/cloudevents+json"}, orjson.dumps(document))
+    assert caught.value.field == missing
+
+
+def test_binary_cloudevent_names_the_missing_headers() -> None:
+    headers = {"ce-specversion": "1.0", "ce-source": "/crm", "content-type": "application/json"}
+    with pytest.raises(MalformedBody, match="ce-id, ce-type") as caught:
+        parse_single(headers, BODY)
+    assert caught.value.field == "ce-id"
+
+
+@pytest.mark.parametrize("time", ["yesterday", 12, "2024-12-05"])
+def test_cloudevent_time_must_be_rfc3339(time: object) -> None:
+    with pytest.raises(MalformedBody, match="time"):
+        parse_single(
+            {"content-type": "application/cloudevents+json"}, orjson.dumps(structured(time=time))
+        )

@@ -27,7 +27,6 @@ def service(publisher: FakePublisher, limits: Limits | None = None) -> IngestSer
         topic="audit.events.v1",
         dlq_topic="audit.events.dlq.v1",
         ack_timeout=3.0,
-        retry_after=2,
         new_event_id=lambda: f"id-{next(counter)}",
     )
 
@@ -60,9 +59,9 @@ async def test_rejected_events_go_to_the_dead_letter_topic_with_original_bytes()
 
 async def test_nothing_acknowledged_is_sink_unavailable() -> None:
     publisher = FakePublisher([Delivery(False, "timed out")])
-    with pytest.raises(SinkUnavailable) as caught:
+    with pytest.raises(SinkUnavailable):
         await service(publisher).ingest([Envelope(seed_event())], PRINCIPAL, REQUEST)
-    assert caught.value.retry_after == 2
+    assert publisher.dead_letters == []  # a retriable failure is for the client to retry
 
 
 async def test_partial_acknowledgement_reports_the_failed_events() -> None:
@@ -90,3 +89,19 @@ async def test_oversized_event_is_rejected_not_published() -> None:
     (outcome,) = await service(publisher, limits).ingest([Envelope(big)], PRINCIPAL, REQUEST)
     assert isinstance(outcome, Rejected) and outcome.errors[0].code == "event_too_large"
     assert publisher.published == []
+
+
+async def test_cloudevent_time_is_the_default_timestamp() -> None:
+    from audit_ingest.domain.envelope import CloudEventOrigin
+
+    publisher = FakePublisher()
+    origin = CloudEventOrigin(id="c", source="/s", type="t", time="2024-12-05T09:00:00+01:00")
+    event = seed_event()
+    del event["timestamp"]
+    stamped = seed_event(timestamp="2024-12-01T00:00:00Z")
+    await service(publisher).ingest(
+        [Envelope(event, origin=origin), Envelope(stamped, origin=origin)], PRINCIPAL, REQUEST
+    )
+    values = [orjson.loads(record.value) for record in publisher.published]
+    assert values[0]["timestamp"] == "2024-12-05T08:00:00.000Z"  # from the CloudEvent
+    assert values[1]["timestamp"] == "2024-12-01T00:00:00.000Z"  # the event's own wins

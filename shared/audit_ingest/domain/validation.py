@@ -26,7 +26,12 @@ class ValidEvent:
 
 
 def validate_event(
-    raw: object, *, tenant_id: str, received_at: datetime, limits: Limits
+    raw: object,
+    *,
+    tenant_id: str,
+    received_at: datetime,
+    limits: Limits,
+    default_time: datetime | None = None,
 ) -> ValidEvent:
     """Check one event against the schema, the caller's tenant and the limits.
 
@@ -34,6 +39,8 @@ def validate_event(
     :param tenant_id: the tenant of the authenticated caller.
     :param received_at: when the request arrived (UTC); the default `timestamp`.
     :param limits: the bounds to enforce.
+    :param default_time: the `timestamp` when the event has none and its transport gave one
+        (a CloudEvent's `time`); otherwise `received_at` is.
     :returns: the event and its occurrence time.
     :raises InvalidEvent: listing every failing field, not only the first.
     """
@@ -58,7 +65,7 @@ def validate_event(
                 "tenant_mismatch",
             )
         )
-    occurred_at = received_at
+    occurred_at = default_time or received_at
     if event.timestamp is not None:
         try:
             occurred_at = parse_rfc3339(event.timestamp)

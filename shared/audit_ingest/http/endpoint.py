@@ -5,6 +5,7 @@ This is the function's whole HTTP surface; `functions/<name>/main.py` only names
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -19,7 +20,7 @@ from audit_ingest import metrics
 from audit_ingest.bootstrap import IngestApp, get_app
 from audit_ingest.domain.enrichment import RequestContext
 from audit_ingest.domain.timestamps import format_rfc3339_ms
-from audit_ingest.errors import AuditError, UnsupportedMediaType
+from audit_ingest.errors import AuditError, SinkUnavailable, UnsupportedMediaType
 from audit_ingest.http.body import read_body
 from audit_ingest.http.parsing import (
     BATCH_MEDIA_TYPES,
@@ -29,11 +30,12 @@ from audit_ingest.http.parsing import (
     parse_batch,
     parse_single,
 )
-from audit_ingest.http.problem import problem_response
+from audit_ingest.http.problem import internal_error_response, problem_response
 from audit_ingest.http.responses import batch_body, single_body
 from audit_ingest.http.routes import Endpoint, Operation, resolve
-from audit_ingest.service import Accepted
+from audit_ingest.service import Accepted, Outcome
 
+log = logging.getLogger(__name__)
 JSON = "application/json"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -62,7 +64,15 @@ async def serve(request: Request, endpoint: Endpoint, app: IngestApp | None = No
         else:
             response = Response(generate_latest(), headers=headers, media_type=CONTENT_TYPE_LATEST)
     except AuditError as error:
-        response = problem_response(error, instance=request.url.path, headers=headers)
+        retry_after = app.settings.retry_after_seconds if app else 2
+        response = problem_response(
+            error, instance=request.url.path, headers=headers, retry_after=retry_after
+        )
+    except Exception:
+        # A defect, not a client error: log it with the request id, answer problem+json 500
+        # (with X-Request-Id) instead of the framework's bare text.
+        log.exception("unhandled error (request %s)", headers["X-Request-Id"])
+        response = internal_error_response(instance=request.url.path, headers=headers)
     label = endpoint.name.lower()
     metrics.REQUESTS.labels(label, str(response.status_code)).inc()
     metrics.REQUEST_SECONDS.labels(label).observe(time.perf_counter() - started)
@@ -91,14 +101,24 @@ async def _ingest(
         client_ip=_client_ip(request, app.settings.trust_forwarded_for),
         user_agent=request.headers.get("user-agent"),
     )
-    outcomes = await app.service.ingest(envelopes, principal, context)
     label = endpoint.name.lower()
-    accepted = sum(1 for outcome in outcomes if isinstance(outcome, Accepted))
-    metrics.EVENTS.labels(label, "accepted").inc(accepted)
-    metrics.EVENTS.labels(label, "rejected").inc(len(outcomes) - accepted)
+    try:
+        outcomes = await app.service.ingest(envelopes, principal, context)
+    except SinkUnavailable:
+        metrics.EVENTS.labels(label, "failed").inc(len(envelopes))
+        raise
+    for outcome in outcomes:
+        metrics.EVENTS.labels(label, _outcome_label(outcome)).inc()
     stamp = format_rfc3339_ms(received_at)
     body_out = batch_body(outcomes, stamp) if batch else single_body(outcomes[0], stamp)
     return _json(body_out, 202, headers)
+
+
+def _outcome_label(outcome: Outcome) -> str:
+    if isinstance(outcome, Accepted):
+        return "accepted"
+    sink_codes = {"sink_unavailable", "sink_rejected"}
+    return "failed" if any(e.code in sink_codes for e in outcome.errors) else "rejected"
 
 
 def _check_media_type(request: Request, accepted: tuple[str, ...]) -> None:

@@ -17,6 +17,7 @@ from cloudevents import exceptions as ce_errors
 from cloudevents.http import CloudEvent, from_dict, from_http
 
 from audit_ingest.domain.envelope import CloudEventOrigin, Envelope
+from audit_ingest.domain.timestamps import parse_rfc3339
 from audit_ingest.errors import MalformedBody, UnsupportedMediaType
 
 JSON = "application/json"
@@ -98,9 +99,20 @@ def _loads(body: bytes) -> Any:
         raise MalformedBody(f"The body is not valid JSON: {exc}.") from None
 
 
+_REQUIRED = ("specversion", "id", "source", "type")
+
+
 def _binary_cloudevent(headers: Mapping[str, str], body: bytes, kind: str) -> Envelope:
     if kind not in ("", JSON):
         raise UnsupportedMediaType(kind, (JSON,))
+    # The SDK would fall back to structured parsing (and a misleading message) when a header
+    # is missing: name the missing headers ourselves.
+    missing = [f"ce-{name}" for name in _REQUIRED if not headers.get(f"ce-{name}")]
+    if missing:
+        raise MalformedBody(
+            f"A binary-mode CloudEvent needs the headers {', '.join(missing)}.",
+            field=missing[0],
+        )
     try:
         event = from_http(dict(headers), body, data_unmarshaller=lambda data: data)
     except ce_errors.GenericException as exc:
@@ -112,6 +124,14 @@ def _binary_cloudevent(headers: Mapping[str, str], body: bytes, kind: str) -> En
 def _structured_cloudevent(document: object, where: str) -> Envelope:
     if not isinstance(document, dict):
         raise MalformedBody(f"{where or 'The body'} must be a CloudEvent JSON object.", field=where)
+    # The SDK would make up a missing id or specversion; the spec requires them, and the
+    # (source, id) pair is what identifies a retried event.
+    missing = [name for name in _REQUIRED if name not in document]
+    if missing:
+        raise MalformedBody(
+            f"{where or 'The CloudEvent'} lacks the required attribute(s) {', '.join(missing)}.",
+            field=f"{where}.{missing[0]}".lstrip("."),
+        )
     content_type = media_type(document.get("datacontenttype"))
     if content_type not in ("", JSON):
         raise MalformedBody(
@@ -147,6 +167,20 @@ def _origin(event: CloudEvent, time: object, where: str) -> CloudEventOrigin:
                 field=f"{where}.{name}".lstrip("."),
             )
         values[name] = value
+    if time is not None:
+        if not isinstance(time, str):
+            raise MalformedBody(
+                "CloudEvent attribute 'time' must be an RFC 3339 string.",
+                field=f"{where}.time".lstrip("."),
+            )
+        try:
+            parse_rfc3339(time)
+        except ValueError:
+            raise MalformedBody(
+                "CloudEvent attribute 'time' must be an RFC 3339 date-time, such as "
+                "2024-12-05T10:00:00Z.",
+                field=f"{where}.time".lstrip("."),
+            ) from None
     subject = event.get("subject")
     return CloudEventOrigin(
         id=values["id"],

@@ -65,7 +65,9 @@ def problem_body(
     return body
 
 
-def problem_response(error: AuditError, *, instance: str, headers: dict[str, str]) -> Response:
+def problem_response(
+    error: AuditError, *, instance: str, headers: dict[str, str], retry_after: int = 2
+) -> Response:
     """Render `error` as `application/problem+json`, with the headers its status calls for."""
     status, title = status_of(error)
     errors: list[dict[str, str]] | None = None
@@ -75,7 +77,7 @@ def problem_response(error: AuditError, *, instance: str, headers: dict[str, str
         errors = [{"field": error.field, "message": error.message, "code": error.code}]
     out = dict(headers)
     if isinstance(error, Unavailable):
-        out["Retry-After"] = str(error.retry_after)
+        out["Retry-After"] = str(retry_after)
     if isinstance(error, Unauthenticated):
         out["WWW-Authenticate"] = 'ApiKey header="X-API-Key"'
     if isinstance(error, MethodNotAllowed):
@@ -90,3 +92,16 @@ def problem_response(error: AuditError, *, instance: str, headers: dict[str, str
         errors=errors,
     )
     return Response(orjson.dumps(body), status_code=status, headers=out, media_type=PROBLEM_JSON)
+
+
+def internal_error_response(*, instance: str, headers: dict[str, str]) -> Response:
+    """500 for a defect: no internals in the body, the request id to quote in a report."""
+    body = problem_body(
+        500,
+        "Internal error",
+        "internal_error",
+        "An unexpected error occurred. Quote the request id when you report it.",
+        instance=instance,
+        request_id=headers.get("X-Request-Id", ""),
+    )
+    return Response(orjson.dumps(body), status_code=500, headers=headers, media_type=PROBLEM_JSON)
