@@ -1,8 +1,7 @@
 """The one settings object. Nothing else in the project reads the environment.
 
 Every field maps to an environment variable of the same name in upper case (for example
-`kafka_topic` <- `KAFKA_TOPIC`). Secrets can also come from files in `SETTINGS_SECRETS_DIR`
-(a mounted Kubernetes Secret), one file per variable name in lower case.
+`kafka_topic` <- `KAFKA_TOPIC`). The README's settings table lists them all.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ class Settings(BaseSettings):
 
     # Dependencies.
     database_url: SecretStr = SecretStr("postgresql://127.0.0.1:5432/audit")
-    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
