@@ -1,0 +1,34 @@
+"""The producer settings that make a 202 durable (seed E2.S7) and keep latency low."""
+
+from audit_ingest.bootstrap import producer_config
+from audit_ingest.settings import Settings
+
+
+def test_durability_and_compression() -> None:
+    config = producer_config(Settings(kafka_bootstrap_servers="b:9092"))
+    assert config["bootstrap.servers"] == "b:9092"
+    assert config["acks"] == "all"
+    assert config["enable.idempotence"] is True
+    assert config["compression.type"] == "lz4"
+
+
+def test_batching_is_a_ceiling_not_a_linger() -> None:
+    config = producer_config(Settings())
+    assert config["batch.size"] == 1_048_576  # the seed's 1 MB, as the most a batch holds
+    assert config["linger.ms"] <= 5  # not the seed's 1 s: that would be every request's floor
+    # The broker must answer before the request gives up on it.
+    assert config["message.timeout.ms"] == Settings().kafka_delivery_timeout_ms
+
+
+def test_sasl_credentials_are_passed_only_when_configured() -> None:
+    assert "sasl.mechanism" not in producer_config(Settings())
+    config = producer_config(
+        Settings(
+            kafka_security_protocol="SASL_SSL",
+            kafka_sasl_mechanism="SCRAM-SHA-512",
+            kafka_sasl_username="u",
+            kafka_sasl_password="p",
+        )
+    )
+    assert (config["sasl.username"], config["sasl.password"]) == ("u", "p")
+    assert config["security.protocol"] == "SASL_SSL"
