@@ -12,7 +12,6 @@ import logging
 import signal
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from types import FrameType
 from typing import Any
@@ -21,12 +20,12 @@ from uuid6 import uuid7
 
 from audit_ingest.adapters.kafka import KafkaPublisher
 from audit_ingest.adapters.postgres import PostgresKeyStore
+from audit_ingest.adapters.redis_limiter import RedisRateLimiter
+from audit_ingest.auth import Authenticator, GatewayAuthenticator, InlineAuthenticator
 from audit_ingest.domain.enrichment import Processing
-from audit_ingest.domain.keys import authorize, check_presented_key
 from audit_ingest.domain.limits import Limits
-from audit_ingest.domain.principal import Principal
 from audit_ingest.keycache import KeyResolver
-from audit_ingest.ports import KeyStore, Publisher
+from audit_ingest.ports import KeyStore, Publisher, RateLimiter
 from audit_ingest.service import IngestService
 from audit_ingest.settings import Settings, get_settings
 
@@ -74,40 +73,64 @@ class IngestApp:
 
     settings: Settings
     publisher: Publisher
-    key_store: KeyStore
-    resolver: KeyResolver
+    key_store: KeyStore | None  # None in gateway mode: the gateway resolved the key
+    authenticator: Authenticator
+    limiter: RateLimiter | None  # None when APISIX enforces the limit (gateway mode)
     service: IngestService
     limits: Limits
     draining: threading.Event = field(default_factory=threading.Event)
-
-    async def authenticate(self, presented_key: str | None, now: datetime) -> Principal:
-        """The caller's principal, or 401/403/503 (see `domain.keys`, `keycache`)."""
-        key_hash = check_presented_key(presented_key)
-        stored = await self.resolver.resolve(key_hash)
-        return authorize(stored, now=now)
 
     def close(self) -> int:
         timeout = self.settings.kafka_delivery_timeout_ms / 1000
         return self.publisher.close(timeout)
 
 
-def build_app(
-    settings: Settings, *, publisher: Publisher | None = None, key_store: KeyStore | None = None
-) -> IngestApp:
-    """Wire the parts; adapters may be injected (tests pass fakes or real ones)."""
-    publisher = publisher or KafkaPublisher(producer_config(settings))
-    key_store = key_store or PostgresKeyStore(
+def build_key_store(settings: Settings) -> KeyStore:
+    return PostgresKeyStore(
         settings.database_url.get_secret_value(),
         max_size=settings.database_pool_max,
         timeout=settings.database_timeout_seconds,
     )
-    resolver = KeyResolver(
+
+
+def build_resolver(settings: Settings, key_store: KeyStore) -> KeyResolver:
+    return KeyResolver(
         key_store,
         ttl=settings.key_cache_ttl_seconds,
         negative_ttl=settings.key_negative_cache_ttl_seconds,
         stale=settings.key_cache_stale_seconds,
         size=settings.key_cache_size,
     )
+
+
+def build_limiter(settings: Settings) -> RateLimiter:
+    return RedisRateLimiter(
+        settings.redis_url.get_secret_value(), timeout=settings.redis_timeout_seconds
+    )
+
+
+def build_app(
+    settings: Settings,
+    *,
+    publisher: Publisher | None = None,
+    key_store: KeyStore | None = None,
+    limiter: RateLimiter | None = None,
+) -> IngestApp:
+    """Wire the parts for the settings' mode; adapters may be injected (tests do)."""
+    publisher = publisher or KafkaPublisher(producer_config(settings))
+    authenticator: Authenticator
+    if settings.auth_mode == "gateway":
+        secret = settings.signing_secret()
+        assert secret is not None  # Settings refuses gateway mode without one
+        authenticator = GatewayAuthenticator(secret)
+        key_store, limiter = None, None
+    else:
+        key_store = key_store or build_key_store(settings)
+        authenticator = InlineAuthenticator(build_resolver(settings, key_store))
+        if not settings.rate_limit_enabled:
+            limiter = None
+        elif limiter is None:
+            limiter = build_limiter(settings)
     service = IngestService(
         publisher,
         limits=settings.limits(),
@@ -124,7 +147,9 @@ def build_app(
         ack_timeout=settings.kafka_delivery_timeout_ms / 1000 + 1.0,
         new_event_id=lambda: str(uuid7()),
     )
-    return IngestApp(settings, publisher, key_store, resolver, service, settings.limits())
+    return IngestApp(
+        settings, publisher, key_store, authenticator, limiter, service, settings.limits()
+    )
 
 
 _app: IngestApp | None = None
@@ -167,3 +192,40 @@ def _flush_at_exit(app: IngestApp) -> None:
     remaining = app.close()
     if remaining:
         log.error("exiting with %d undelivered record(s)", remaining)
+
+
+@dataclass
+class AuthorizeApp:
+    """What the `authorize` function (APISIX forward-auth) needs: keys and the signing secret."""
+
+    settings: Settings
+    key_store: KeyStore
+    authenticator: Authenticator
+    secret: bytes
+
+
+def build_authorize_app(settings: Settings, *, key_store: KeyStore | None = None) -> AuthorizeApp:
+    secret = settings.signing_secret()
+    if secret is None:
+        raise RuntimeError(
+            "the authorize function needs GATEWAY_SIGNING_SECRET (32+ characters), the secret "
+            "it shares with the ingest functions"
+        )
+    key_store = key_store or build_key_store(settings)
+    authenticator = InlineAuthenticator(build_resolver(settings, key_store))
+    return AuthorizeApp(settings, key_store, authenticator, secret)
+
+
+_authorize_app: AuthorizeApp | None = None
+
+
+def get_authorize_app() -> AuthorizeApp:
+    """The process's authorize app, built on first call."""
+    global _authorize_app
+    if _authorize_app is None:
+        with _app_lock:
+            if _authorize_app is None:
+                settings = get_settings()
+                logging.basicConfig(level=settings.log_level)
+                _authorize_app = build_authorize_app(settings)
+    return _authorize_app

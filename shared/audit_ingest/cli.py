@@ -16,7 +16,7 @@ import orjson
 
 from audit_ingest.adapters.kafka_admin import TopicSpec, create_topics
 from audit_ingest.adapters.kafka_reader import read_records
-from audit_ingest.adapters.key_admin import create_key, list_keys, revoke_key
+from audit_ingest.adapters.key_admin import create_key, list_keys, revoke_key, set_rate_limit
 from audit_ingest.adapters.migrations import migrate
 from audit_ingest.domain.keys import DEFAULT_RATE_LIMIT, DEFAULT_SCOPES
 from audit_ingest.domain.timestamps import parse_rfc3339
@@ -237,6 +237,17 @@ def keys_list(ctx: click.Context, tenant_id: uuid.UUID | None, as_json: bool) ->
                 f"limit={stored.rate_limit}/min  name={stored.name or '-'}  "
                 f"last_used={item['last_used_at'] or '-'}"
             )
+
+
+@keys.command("set-rate-limit")
+@click.argument("key_id", type=click.UUID)
+@click.argument("rate_limit", type=click.IntRange(1, 10_000_000))
+@click.pass_context
+def keys_set_rate_limit(ctx: click.Context, key_id: uuid.UUID, rate_limit: int) -> None:
+    """Change a key's requests per minute (applies within the key cache TTL, <= 60 s)."""
+    if not set_rate_limit(_settings(ctx).database_url.get_secret_value(), key_id, rate_limit):
+        raise click.ClickException(f"no key with id {key_id}")
+    click.echo(f"{key_id}: {rate_limit} requests per minute")
 
 
 @keys.command("revoke")

@@ -8,8 +8,9 @@
     │   ├── UnsupportedMediaType    415: content type not accepted
     │   └── NotFound / MethodNotAllowed  404 / 405
     ├── AuthError
-    │   ├── Unauthenticated         401: key missing, malformed or unknown
+    │   ├── Unauthenticated         401: key missing, malformed or unknown (or no gateway proof)
     │   └── Forbidden               403: key revoked, expired or lacking a scope
+    ├── RateLimited                 429: the key's requests per minute are used up
     └── Unavailable                 503: a dependency could not answer; nothing was accepted
         ├── KeyStoreUnavailable     the key could not be resolved (never a 401 for that)
         └── SinkUnavailable         the broker did not acknowledge in time
@@ -108,6 +109,18 @@ class Unauthenticated(AuthError):
 
 class Forbidden(AuthError):
     code = "forbidden"
+
+
+class RateLimited(AuditError):
+    """The key used its quota for the current window; `retry_after` is when it resets."""
+
+    code = "rate_limited"
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(
+            f"This API key is limited to {limit} requests per minute; retry in {retry_after} s."
+        )
+        self.retry_after = retry_after
 
 
 class Unavailable(AuditError):

@@ -29,3 +29,12 @@ KEY_CACHE = Counter(
     "API key lookups by result of the in-process cache (hit or miss).",
     ["result"],
 )
+RATE_LIMIT_DECISIONS = Counter(
+    "audit_ingest_rate_limit_decisions_total",
+    "Rate-limit decisions in inline mode, by result (allowed or limited).",
+    ["result"],
+)
+RATE_LIMIT_FAIL_OPEN = Counter(
+    "audit_ingest_rate_limit_fail_open_total",
+    "Requests counted locally because Redis failed or was slow (the limiter failed open).",
+)

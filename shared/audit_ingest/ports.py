@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from audit_ingest.domain.keys import StoredKey
+from audit_ingest.domain.ratelimit import RateDecision
 from audit_ingest.domain.records import KafkaRecord
 
 
@@ -48,5 +49,15 @@ class KeyStore(Protocol):
         ...
 
     async def ping(self, timeout: float) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class RateLimiter(Protocol):
+    async def hit(self, key_id: str, limit: int) -> RateDecision:
+        """Count one request of this key and decide it; never raises for a store failure."""
+        ...
+
+    async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...

@@ -10,7 +10,7 @@ import socket
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from audit_ingest.domain.limits import Limits
@@ -24,8 +24,18 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
+    # Who the caller is: "inline" resolves X-API-Key here (and enforces the rate limit);
+    # "gateway" accepts only the principal APISIX's forward-auth (the authorize function)
+    # signed with `gateway_signing_secret`, and leaves rate limiting to APISIX.
+    auth_mode: Literal["inline", "gateway"] = "inline"
+    gateway_signing_secret: SecretStr | None = None
+    gateway_principal_ttl_seconds: Annotated[int, Field(ge=5, le=600)] = 60
+
     # Dependencies.
     database_url: SecretStr = SecretStr("postgresql://127.0.0.1:5432/audit")
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    redis_timeout_seconds: Annotated[float, Field(gt=0, le=5)] = 0.1
+    rate_limit_enabled: bool = True
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
@@ -64,6 +74,19 @@ class Settings(BaseSettings):
     k_revision: str = "local"
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _gateway_needs_a_secret(self) -> Settings:
+        if self.auth_mode == "gateway" and not self.signing_secret():
+            raise ValueError("AUTH_MODE=gateway needs GATEWAY_SIGNING_SECRET (32+ characters)")
+        return self
+
+    def signing_secret(self) -> bytes | None:
+        """The gateway secret as bytes, when one of at least 32 characters is set."""
+        secret = self.gateway_signing_secret
+        if secret is None or len(secret.get_secret_value()) < 32:
+            return None
+        return secret.get_secret_value().encode()
 
     def limits(self) -> Limits:
         """The pure-core view of the request limits."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from audit_ingest.domain.keys import StoredKey
+from audit_ingest.domain.ratelimit import RateDecision, decide
 from audit_ingest.domain.records import KafkaRecord
 from audit_ingest.errors import KeyStoreUnavailable
 from audit_ingest.ports import Delivery
@@ -52,6 +53,25 @@ class FakeKeyStore:
 
     async def ping(self, timeout: float) -> bool:
         return not self.down
+
+    async def close(self) -> None:
+        return None
+
+
+class FakeLimiter:
+    """Counts per key in memory, one window; `degraded` mimics a Redis outage."""
+
+    def __init__(self, reset_seconds: int = 42) -> None:
+        self.counts: dict[str, int] = {}
+        self.reset_seconds = reset_seconds
+        self.degraded = False
+
+    async def hit(self, key_id: str, limit: int) -> RateDecision:
+        self.counts[key_id] = self.counts.get(key_id, 0) + 1
+        return decide(self.counts[key_id], limit, self.reset_seconds, degraded=self.degraded)
+
+    async def ping(self) -> bool:
+        return not self.degraded
 
     async def close(self) -> None:
         return None

@@ -43,7 +43,7 @@ from tests.openapi_check import (
     resolve_pointer,
     validate_response,
 )
-from tests.unit.fakes import FakeKeyStore, FakePublisher
+from tests.unit.fakes import FakeKeyStore, FakeLimiter, FakePublisher
 from tests.unit.test_keys import stored
 from tests.unit.test_validation import seed_event
 
@@ -70,12 +70,7 @@ UNKNOWN = format_key(b"\x09" * 32)
 # Documented statuses that no scenario reaches without real services or unreleased features.
 # Each entry says why. An entry that a scenario now reaches, or that the document no longer
 # declares, fails `test_every_documented_status_is_exercised`, so the list cannot go stale.
-NOT_EXERCISED: dict[tuple[str, str, int], str] = {
-    # Rate limiting is answered by the gateway (APISIX limit-count); inline mode enforces it
-    # only from the rate-limit release onward. Exercise these once that release lands.
-    ("post", SINGLE, 429): "rate limiting is not enforced in-process yet",
-    ("post", BATCH, 429): "rate limiting is not enforced in-process yet",
-}
+NOT_EXERCISED: dict[tuple[str, str, int], str] = {}
 
 
 def cloudevent(event_id: str, **changes: Any) -> dict[str, Any]:
@@ -98,6 +93,7 @@ class Harness:
     app: IngestApp
     publisher: FakePublisher
     key_store: FakeKeyStore
+    limiter: FakeLimiter
 
 
 @pytest.fixture
@@ -112,8 +108,9 @@ def harness() -> Harness:
         }
     )
     settings = Settings(max_event_bytes=2048, max_batch_body_bytes=65_536)
-    app = build_app(settings, publisher=publisher, key_store=key_store)
-    return Harness(app, publisher, key_store)
+    limiter = FakeLimiter()
+    app = build_app(settings, publisher=publisher, key_store=key_store, limiter=limiter)
+    return Harness(app, publisher, key_store, limiter)
 
 
 @pytest.fixture
@@ -232,6 +229,10 @@ def publisher_defect(harness: Harness) -> None:
         raise RuntimeError("a defect")
 
     harness.publisher.publish = broken  # type: ignore[method-assign]
+
+
+def quota_used_up(harness: Harness) -> None:
+    harness.limiter.counts["k1"] = 10  # every test key has id k1 and a limit of 10 per minute
 
 
 def key_store_down(harness: Harness) -> None:
@@ -359,6 +360,19 @@ SCENARIOS: list[Scenario] = [
         check=both(problem_type("sink_unavailable"), header_is("retry-after", "2")),
     ),
     post(
+        "single-rate-limited",
+        SINGLE,
+        429,
+        seed_event(),
+        arrange=quota_used_up,
+        check=both(
+            problem_type("rate_limited"),
+            header_is("retry-after", "42"),
+            header_is("x-ratelimit-remaining", "0"),
+            published(0),
+        ),
+    ),
+    post(
         "single-internal-error",
         SINGLE,
         500,
@@ -466,6 +480,14 @@ SCENARIOS: list[Scenario] = [
         check=both(
             batch_statuses("accepted", "rejected"), rejected_item_codes(1, {"sink_rejected"})
         ),
+    ),
+    post(
+        "batch-rate-limited",
+        BATCH,
+        429,
+        {"events": [seed_event()]},
+        arrange=quota_used_up,
+        check=both(problem_type("rate_limited"), header_is("x-ratelimit-limit", "10")),
     ),
     post(
         "batch-internal-error",

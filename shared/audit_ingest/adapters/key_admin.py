@@ -72,3 +72,13 @@ def revoke_key(conninfo: str, key_id: uuid.UUID) -> bool:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         cursor = conn.execute("UPDATE api_keys SET is_active = false WHERE id = %s", (key_id,))
         return cursor.rowcount == 1
+
+
+def set_rate_limit(conninfo: str, key_id: uuid.UUID, rate_limit: int) -> bool:
+    """Change a key's requests per minute; True when it existed. Applies within the key cache
+    TTL (inline mode, and the authorize function that feeds APISIX's limit-count)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        cursor = conn.execute(
+            "UPDATE api_keys SET rate_limit = %s WHERE id = %s", (rate_limit, key_id)
+        )
+        return cursor.rowcount == 1

@@ -19,8 +19,9 @@ from starlette.responses import Response
 from audit_ingest import metrics
 from audit_ingest.bootstrap import IngestApp, get_app
 from audit_ingest.domain.enrichment import RequestContext
+from audit_ingest.domain.ratelimit import rate_headers
 from audit_ingest.domain.timestamps import format_rfc3339_ms
-from audit_ingest.errors import AuditError, SinkUnavailable, UnsupportedMediaType
+from audit_ingest.errors import AuditError, RateLimited, SinkUnavailable, UnsupportedMediaType
 from audit_ingest.http.body import read_body
 from audit_ingest.http.parsing import (
     BATCH_MEDIA_TYPES,
@@ -83,7 +84,13 @@ async def _ingest(
     request: Request, endpoint: Endpoint, app: IngestApp, headers: dict[str, str]
 ) -> Response:
     received_at = datetime.now(UTC)
-    principal = await app.authenticate(request.headers.get("x-api-key"), received_at)
+    principal = await app.authenticator.authenticate(request.headers, received_at)
+    if app.limiter is not None:
+        decision = await app.limiter.hit(principal.api_key_id, principal.rate_limit)
+        # Every answer to an authenticated request reports the quota, errors included.
+        headers.update(rate_headers(decision))
+        if not decision.allowed:
+            raise RateLimited(decision.limit, decision.reset_seconds)
     batch = endpoint is Endpoint.BATCH
     _check_media_type(request, BATCH_MEDIA_TYPES if batch else SINGLE_MEDIA_TYPES)
     limits = app.limits
@@ -133,15 +140,13 @@ async def _ready(app: IngestApp, headers: dict[str, str]) -> Response:
     if app.draining.is_set():
         return _json({"status": "draining"}, 503, headers)
     timeout = 2.0
-    broker = await app.publisher.ping(timeout)
-    key_store = await app.key_store.ping(timeout)
-    ready = broker and key_store
+    checks = {"broker": await app.publisher.ping(timeout)}
+    if app.key_store is not None:  # gateway mode needs no key store: the gateway resolved it
+        checks["key_store"] = await app.key_store.ping(timeout)
+    ready = all(checks.values())
     body = {
         "status": "ready" if ready else "not_ready",
-        "checks": {
-            "broker": "ok" if broker else "down",
-            "key_store": "ok" if key_store else "down",
-        },
+        "checks": {name: "ok" if up else "down" for name, up in checks.items()},
     }
     return _json(body, 200 if ready else 503, headers)
 

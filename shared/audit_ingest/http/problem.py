@@ -15,6 +15,7 @@ from audit_ingest.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     Unauthenticated,
     Unavailable,
     UnsupportedMediaType,
@@ -30,6 +31,7 @@ _STATUS_AND_TITLE: tuple[tuple[type[AuditError], int, str], ...] = (
     (NotFound, 404, "Not found"),
     (MethodNotAllowed, 405, "Method not allowed"),
     (PayloadTooLarge, 413, "Request body too large"),
+    (RateLimited, 429, "Too many requests"),
     (UnsupportedMediaType, 415, "Unsupported media type"),
     (Unavailable, 503, "Service temporarily unavailable"),
 )
@@ -78,6 +80,8 @@ def problem_response(
     out = dict(headers)
     if isinstance(error, Unavailable):
         out["Retry-After"] = str(retry_after)
+    if isinstance(error, RateLimited):
+        out["Retry-After"] = str(error.retry_after)
     if isinstance(error, Unauthenticated):
         out["WWW-Authenticate"] = 'ApiKey header="X-API-Key"'
     if isinstance(error, MethodNotAllowed):
