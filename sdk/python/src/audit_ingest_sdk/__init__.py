@@ -1,0 +1,1 @@
+"""Python SDK for the audit-event ingestion API."""

@@ -1,0 +1,48 @@
+"""The settings a client is built with, shared by the sync and async clients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from audit_ingest_sdk._version import __version__
+from audit_ingest_sdk.retry import RetryPolicy
+
+DEFAULT_TIMEOUT = 15.0
+"""Seconds per request. The server answers 503 after about 11 s when the broker is slow, so a
+shorter timeout would give up on answers that are coming."""
+
+DEFAULT_GZIP_THRESHOLD = 1024
+USER_AGENT = f"audit-ingest-sdk-python/{__version__}"
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """What both clients need to build requests: credentials, address, encoding, retries."""
+
+    api_key: str
+    base_url: str
+    gzip: bool = False
+    gzip_threshold: int = DEFAULT_GZIP_THRESHOLD
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    stamp_time: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.api_key:
+            raise ValueError("api_key is required (the X-API-Key the service issued)")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http(s) URL, not {self.base_url!r}")
+        if self.gzip_threshold < 0:
+            raise ValueError("gzip_threshold must be 0 or more")
+
+    def url(self, path: str) -> str:
+        """The absolute URL of an API path such as `/v1/events`."""
+        return self.base_url.rstrip("/") + path
+
+    def headers(self) -> dict[str, str]:
+        """Headers every request carries."""
+        return {
+            "X-API-Key": self.api_key,
+            "Content-Type": "application/json",
+            "Accept": "application/json, application/problem+json",
+            "User-Agent": USER_AGENT,
+        }

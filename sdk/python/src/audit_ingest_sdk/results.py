@@ -1,0 +1,92 @@
+"""What the API answers, as typed values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from audit_ingest_sdk.errors import AuditIngestError
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One reason an event was refused: the dotted `field` path, a `message`, a stable `code`.
+
+    Codes include `required`, `type`, `too_long`, `unknown_field`, `timestamp_in_future`, and
+    in batch items `sink_unavailable` (not stored: send again) and `sink_rejected` (refused by
+    the broker for good).
+    """
+
+    field: str
+    message: str
+    code: str
+
+    @classmethod
+    def from_json(cls, raw: Any) -> FieldError:
+        """Read one entry of a problem's or batch item's `errors` list (lenient on shape)."""
+        if not isinstance(raw, Mapping):
+            return cls(field="", message=str(raw), code="invalid")
+        return cls(
+            field=str(raw.get("field", "")),
+            message=str(raw.get("message", "")),
+            code=str(raw.get("code", "invalid")),
+        )
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """`202` for one event: it is durably stored under `event_id` (a UUIDv7)."""
+
+    event_id: str
+    received_at: str
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """The outcome of one event of a batch, at its position (`index`) in what was sent."""
+
+    index: int
+    status: str
+    idempotency_key: str
+    event_id: str | None = None
+    errors: tuple[FieldError, ...] = ()
+
+    @property
+    def accepted(self) -> bool:
+        """True when the event is stored."""
+        return self.status == "accepted"
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """`202` for a batch: how many events were stored and refused, and each one's outcome.
+
+    `items` follow the order of the events given to `send_batch`.
+    """
+
+    accepted: int
+    rejected: int
+    items: tuple[BatchItem, ...]
+
+    @property
+    def rejected_items(self) -> list[BatchItem]:
+        """The events that were not stored, with the reasons."""
+        return [item for item in self.items if not item.accepted]
+
+
+@dataclass(frozen=True)
+class FailedEvent:
+    """An event a batcher could not deliver, handed to its `on_error` callback.
+
+    `event` is the JSON object as sent (with its `idempotency_key`: enqueue it again to retry
+    without risking a duplicate). `errors` are the server's reasons for this event; `error` is
+    the request-level exception when the whole request failed (authentication, retries
+    exhausted, ...), else None.
+    """
+
+    event: dict[str, Any]
+    idempotency_key: str
+    errors: tuple[FieldError, ...] = ()
+    error: AuditIngestError | None = field(default=None, compare=False)

@@ -1,0 +1,161 @@
+"""The Redis rate limiter against a real Redis: exact counts, windows, sharing, failing open."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from devstack.ports import free_ports
+from devstack.redis_server import RedisService
+
+from audit_ingest.adapters.redis_limiter import RedisRateLimiter
+from audit_ingest.metrics import RATE_LIMIT_FAIL_OPEN
+from audit_ingest.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def redis_url(settings_env: dict[str, str]) -> str:
+    return settings_env["REDIS_URL"]
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_exact_count_at_the_boundary(stack_env: dict[str, str]) -> None:
+    limiter = RedisRateLimiter(redis_url(stack_env), clock=Clock(6000.0))
+    key = str(uuid.uuid4())
+    try:
+        decisions = [await limiter.hit(key, 5) for _ in range(7)]
+    finally:
+        await limiter.close()
+    assert [d.allowed for d in decisions] == [True] * 5 + [False] * 2
+    assert [d.remaining for d in decisions] == [4, 3, 2, 1, 0, 0, 0]
+    assert not any(d.degraded for d in decisions)
+    assert decisions[0].reset_seconds == 60
+
+
+async def test_window_reset(stack_env: dict[str, str]) -> None:
+    clock = Clock(6059.5)
+    limiter = RedisRateLimiter(redis_url(stack_env), clock=clock)
+    key = str(uuid.uuid4())
+    try:
+        assert (await limiter.hit(key, 1)).allowed
+        limited = await limiter.hit(key, 1)
+        assert not limited.allowed and limited.reset_seconds == 1
+        clock.now = 6060.0  # the next window
+        assert (await limiter.hit(key, 1)).allowed
+    finally:
+        await limiter.close()
+
+
+async def test_concurrent_hits_are_counted_exactly(stack_env: dict[str, str]) -> None:
+    limiter = RedisRateLimiter(redis_url(stack_env), timeout=1.0)
+    key = str(uuid.uuid4())
+    try:
+        decisions = await asyncio.gather(*(limiter.hit(key, 50) for _ in range(80)))
+    finally:
+        await limiter.close()
+    assert sum(d.allowed for d in decisions) == 50
+
+
+HIT_SCRIPT = """
+import asyncio, sys
+from audit_ingest.adapters.redis_limiter import RedisRateLimiter
+async def main():
+    limiter = RedisRateLimiter(sys.argv[1], timeout=1.0)
+    allowed = sum([(await limiter.hit(sys.argv[2], 30)).allowed for _ in range(20)])
+    await limiter.close()
+    print(allowed)
+asyncio.run(main())
+"""
+
+
+def test_two_processes_share_one_count(stack_env: dict[str, str]) -> None:
+    key = str(uuid.uuid4())
+    url = redis_url(stack_env)
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", HIT_SCRIPT, url, key], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    allowed = [int(run.communicate(timeout=60)[0]) for run in runs]
+    assert sum(allowed) == 30  # 40 hits, limit 30, whichever process made them
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisService]:
+    root = Path(tempfile.mkdtemp(prefix="audit-ingest-redis-"))
+    (port,) = free_ports(1)
+    saved = os.environ.pop("REDIS_URL", None)  # this test needs its own server to stop
+    service = RedisService(root, port)
+    try:
+        service.start()
+        yield service
+    finally:
+        if saved is not None:
+            os.environ["REDIS_URL"] = saved
+        service.stop()
+
+
+async def test_fails_open_when_redis_dies_and_recovers(private_redis: RedisService) -> None:
+    limiter = RedisRateLimiter(private_redis.url, timeout=0.1, retry_interval=0.5)
+    key = str(uuid.uuid4())
+    before = RATE_LIMIT_FAIL_OPEN._value.get()
+    try:
+        assert not (await limiter.hit(key, 3)).degraded
+        private_redis.stop()
+        started = time.monotonic()
+        decisions = [await limiter.hit(key, 3) for _ in range(5)]
+        elapsed = time.monotonic() - started
+        assert all(d.degraded for d in decisions)
+        # Still bounded per process while degraded: the local window allows the key's limit.
+        assert [d.allowed for d in decisions] == [True, True, True, False, False]
+        assert elapsed < 1.0  # one short timeout at most, then the local count
+        assert RATE_LIMIT_FAIL_OPEN._value.get() - before == 5
+        private_redis.start()
+        await asyncio.sleep(0.6)  # past the retry interval
+        assert not (await limiter.hit(key, 3)).degraded
+    finally:
+        await limiter.close()
+
+
+async def test_a_stalled_redis_costs_at_most_the_timeout(private_redis: RedisService) -> None:
+    limiter = RedisRateLimiter(private_redis.url, timeout=0.1, retry_interval=5.0)
+    key = str(uuid.uuid4())
+    assert not (await limiter.hit(key, 100)).degraded
+    assert private_redis.process is not None
+    os.kill(private_redis.process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        first = await limiter.hit(key, 100)
+        first_cost = time.monotonic() - started
+        started = time.monotonic()
+        for _ in range(20):
+            await limiter.hit(key, 100)
+        rest_cost = time.monotonic() - started
+    finally:
+        os.kill(private_redis.process.pid, signal.SIGCONT)
+        await limiter.close()
+    assert first.degraded and first.allowed
+    assert first_cost < 0.5
+    assert rest_cost < 0.1  # no timeout paid again within the retry interval
+
+
+def test_settings_default_timeout_is_short() -> None:
+    assert Settings().redis_timeout_seconds <= 0.1
