@@ -20,12 +20,13 @@ from uuid6 import uuid7
 
 from audit_ingest.adapters.kafka import KafkaPublisher
 from audit_ingest.adapters.postgres import PostgresKeyStore
+from audit_ingest.adapters.redis_idempotency import RedisIdempotencyStore
 from audit_ingest.adapters.redis_limiter import RedisRateLimiter
 from audit_ingest.auth import Authenticator, GatewayAuthenticator, InlineAuthenticator
 from audit_ingest.domain.enrichment import Processing
 from audit_ingest.domain.limits import Limits
 from audit_ingest.keycache import KeyResolver
-from audit_ingest.ports import KeyStore, Publisher, RateLimiter
+from audit_ingest.ports import IdempotencyStore, KeyStore, Publisher, RateLimiter
 from audit_ingest.service import IngestService
 from audit_ingest.settings import Settings, get_settings
 
@@ -115,6 +116,7 @@ def build_app(
     publisher: Publisher | None = None,
     key_store: KeyStore | None = None,
     limiter: RateLimiter | None = None,
+    idempotency: IdempotencyStore | None = None,
 ) -> IngestApp:
     """Wire the parts for the settings' mode; adapters may be injected (tests do)."""
     publisher = publisher or KafkaPublisher(producer_config(settings))
@@ -131,6 +133,15 @@ def build_app(
             limiter = None
         elif limiter is None:
             limiter = build_limiter(settings)
+    idempotency = (
+        RedisIdempotencyStore(
+            settings.redis_url.get_secret_value(),
+            timeout=settings.redis_timeout_seconds,
+            pending_ttl=settings.kafka_delivery_timeout_ms / 1000 + 5.0,
+        )
+        if settings.idempotency_enabled and idempotency is None
+        else idempotency
+    )
     service = IngestService(
         publisher,
         limits=settings.limits(),
@@ -146,6 +157,7 @@ def build_app(
         # record's fate is normally known (acked or failed) before the request gives up.
         ack_timeout=settings.kafka_delivery_timeout_ms / 1000 + 1.0,
         new_event_id=lambda: str(uuid7()),
+        idempotency=idempotency if settings.idempotency_enabled else None,
     )
     return IngestApp(
         settings, publisher, key_store, authenticator, limiter, service, settings.limits()

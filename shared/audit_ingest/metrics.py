@@ -38,3 +38,9 @@ RATE_LIMIT_FAIL_OPEN = Counter(
     "audit_ingest_rate_limit_fail_open_total",
     "Requests counted locally because Redis failed or was slow (the limiter failed open).",
 )
+IDEMPOTENCY = Counter(
+    "audit_ingest_idempotency_total",
+    "Idempotency outcomes other than a first attempt: duplicate (answered from the record), "
+    "conflict (key reused for another event), in_progress, unavailable (store down).",
+    ["result"],
+)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from audit_ingest.domain.idempotency import Claim, ClaimState
 from audit_ingest.domain.keys import StoredKey
 from audit_ingest.domain.ratelimit import RateDecision
 from audit_ingest.domain.records import KafkaRecord
@@ -59,5 +60,19 @@ class RateLimiter(Protocol):
         ...
 
     async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class IdempotencyStore(Protocol):
+    async def claim(self, tenant_id: str, claims: Sequence[Claim]) -> list[ClaimState]:
+        """Claim each key for a new attempt; raises `Unavailable` when the store is down."""
+        ...
+
+    async def settle(
+        self, tenant_id: str, done: Sequence[tuple[Claim, str]], failed: Sequence[Claim]
+    ) -> None:
+        """Record attempts' results: done (with received_at) or failed (retry allowed)."""
+        ...
 
     async def close(self) -> None: ...

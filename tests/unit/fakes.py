@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from audit_ingest.domain.idempotency import Claim, ClaimState
 from audit_ingest.domain.keys import StoredKey
 from audit_ingest.domain.ratelimit import RateDecision, decide
 from audit_ingest.domain.records import KafkaRecord
-from audit_ingest.errors import KeyStoreUnavailable
+from audit_ingest.errors import KeyStoreUnavailable, Unavailable
 from audit_ingest.ports import Delivery
 
 
@@ -72,6 +73,53 @@ class FakeLimiter:
 
     async def ping(self) -> bool:
         return not self.degraded
+
+    async def close(self) -> None:
+        return None
+
+
+class FakeIdempotencyStore:
+    """The Redis store's state machine in a dict (pending / done / retry), no expiry."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.down = False
+
+    async def claim(self, tenant_id: str, claims: Sequence[Claim]) -> list[ClaimState]:
+        if self.down:
+            raise Unavailable("down")
+        states = []
+        for claim in claims:
+            key = (tenant_id, claim.key)
+            current = self.records.get(key)
+            event_id = claim.event_id
+            if current is not None and current[0] == "retry":
+                if current[2] == claim.fingerprint:
+                    event_id = current[1]
+                current = None
+            if current is None:
+                self.records[key] = ("pending", event_id, claim.fingerprint)
+                states.append(ClaimState("claimed", event_id, claim.fingerprint))
+            elif current[0] == "pending":
+                states.append(ClaimState("pending", current[1], current[2]))
+            else:
+                states.append(ClaimState("done", current[1], current[2], current[3]))
+        return states
+
+    async def settle(
+        self, tenant_id: str, done: Sequence[tuple[Claim, str]], failed: Sequence[Claim]
+    ) -> None:
+        if self.down:
+            raise Unavailable("down")
+        for claim, received_at in done:
+            self.records[(tenant_id, claim.key)] = (
+                "done",
+                claim.event_id,
+                claim.fingerprint,
+                received_at,
+            )
+        for claim in failed:
+            self.records[(tenant_id, claim.key)] = ("retry", claim.event_id, claim.fingerprint)
 
     async def close(self) -> None:
         return None

@@ -16,7 +16,7 @@ from audit_ingest.http.endpoint import serve
 from audit_ingest.http.routes import Endpoint
 from audit_ingest.ports import Delivery
 from audit_ingest.settings import Settings
-from tests.unit.fakes import FakeKeyStore, FakeLimiter, FakePublisher
+from tests.unit.fakes import FakeIdempotencyStore, FakeKeyStore, FakeLimiter, FakePublisher
 from tests.unit.test_keys import stored
 from tests.unit.test_validation import seed_event
 
@@ -32,7 +32,11 @@ def make_app(publisher: FakePublisher) -> IngestApp:
         }
     )
     return build_app(
-        Settings(max_event_bytes=2048), publisher=publisher, key_store=store, limiter=FakeLimiter()
+        Settings(max_event_bytes=2048),
+        publisher=publisher,
+        key_store=store,
+        limiter=FakeLimiter(),
+        idempotency=FakeIdempotencyStore(),
     )
 
 

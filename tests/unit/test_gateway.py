@@ -27,7 +27,7 @@ from audit_ingest.http.authorize import serve_authorize
 from audit_ingest.http.endpoint import serve
 from audit_ingest.http.routes import Endpoint
 from audit_ingest.settings import Settings
-from tests.unit.fakes import FakeKeyStore, FakePublisher
+from tests.unit.fakes import FakeIdempotencyStore, FakeKeyStore, FakePublisher
 from tests.unit.test_keys import stored
 from tests.unit.test_validation import seed_event
 
@@ -174,7 +174,7 @@ async def test_authorize_operational_paths(authorize_client: httpx.AsyncClient) 
 async def gateway_ingest() -> AsyncIterator[tuple[httpx.AsyncClient, FakePublisher]]:
     publisher = FakePublisher()
     settings = Settings(auth_mode="gateway", gateway_signing_secret="s" * 32)
-    app = build_app(settings, publisher=publisher)
+    app = build_app(settings, publisher=publisher, idempotency=FakeIdempotencyStore())
     assert app.key_store is None and app.limiter is None
     async with app_client(lambda request: serve(request, Endpoint.SINGLE, app)) as client:
         yield client, publisher

@@ -43,7 +43,7 @@ from tests.openapi_check import (
     resolve_pointer,
     validate_response,
 )
-from tests.unit.fakes import FakeKeyStore, FakeLimiter, FakePublisher
+from tests.unit.fakes import FakeIdempotencyStore, FakeKeyStore, FakeLimiter, FakePublisher
 from tests.unit.test_keys import stored
 from tests.unit.test_validation import seed_event
 
@@ -109,7 +109,13 @@ def harness() -> Harness:
     )
     settings = Settings(max_event_bytes=2048, max_batch_body_bytes=65_536)
     limiter = FakeLimiter()
-    app = build_app(settings, publisher=publisher, key_store=key_store, limiter=limiter)
+    app = build_app(
+        settings,
+        publisher=publisher,
+        key_store=key_store,
+        limiter=limiter,
+        idempotency=FakeIdempotencyStore(),
+    )
     return Harness(app, publisher, key_store, limiter)
 
 

@@ -14,7 +14,7 @@ from audit_ingest.domain.ratelimit import decide, rate_headers, window_of
 from audit_ingest.http.endpoint import serve
 from audit_ingest.http.routes import Endpoint
 from audit_ingest.settings import Settings
-from tests.unit.fakes import FakeKeyStore, FakeLimiter, FakePublisher
+from tests.unit.fakes import FakeIdempotencyStore, FakeKeyStore, FakeLimiter, FakePublisher
 from tests.unit.test_keys import stored
 from tests.unit.test_validation import seed_event
 
@@ -47,7 +47,13 @@ async def client() -> AsyncIterator[tuple[httpx.AsyncClient, FakePublisher]]:
             hash_key(KEY_B): stored(id="b", tenant_id="tb", rate_limit=5),
         }
     )
-    app = build_app(Settings(), publisher=publisher, key_store=store, limiter=FakeLimiter())
+    app = build_app(
+        Settings(),
+        publisher=publisher,
+        key_store=store,
+        limiter=FakeLimiter(),
+        idempotency=FakeIdempotencyStore(),
+    )
 
     async def endpoint(request: Request) -> Response:
         return await serve(request, Endpoint.SINGLE, app)

@@ -19,9 +19,16 @@ from starlette.responses import Response
 from audit_ingest import metrics
 from audit_ingest.bootstrap import IngestApp, get_app
 from audit_ingest.domain.enrichment import RequestContext
+from audit_ingest.domain.model import MAX_IDEMPOTENCY_KEY_LENGTH
 from audit_ingest.domain.ratelimit import rate_headers
 from audit_ingest.domain.timestamps import format_rfc3339_ms
-from audit_ingest.errors import AuditError, RateLimited, SinkUnavailable, UnsupportedMediaType
+from audit_ingest.errors import (
+    AuditError,
+    MalformedBody,
+    RateLimited,
+    SinkUnavailable,
+    UnsupportedMediaType,
+)
 from audit_ingest.http.body import read_body
 from audit_ingest.http.parsing import (
     BATCH_MEDIA_TYPES,
@@ -34,7 +41,7 @@ from audit_ingest.http.parsing import (
 from audit_ingest.http.problem import internal_error_response, problem_response
 from audit_ingest.http.responses import batch_body, single_body
 from audit_ingest.http.routes import Endpoint, Operation, resolve
-from audit_ingest.service import Accepted, Outcome
+from audit_ingest.service import SINK_CODES, Accepted, Outcome
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
@@ -92,6 +99,7 @@ async def _ingest(
         if not decision.allowed:
             raise RateLimited(decision.limit, decision.reset_seconds)
     batch = endpoint is Endpoint.BATCH
+    request_key = None if batch else _idempotency_header(request)
     _check_media_type(request, BATCH_MEDIA_TYPES if batch else SINGLE_MEDIA_TYPES)
     limits = app.limits
     body = await read_body(
@@ -110,7 +118,12 @@ async def _ingest(
     )
     label = endpoint.name.lower()
     try:
-        outcomes = await app.service.ingest(envelopes, principal, context)
+        outcomes = await app.service.ingest(
+            envelopes,
+            principal,
+            context,
+            request_idempotency_key=request_key,
+        )
     except SinkUnavailable:
         metrics.EVENTS.labels(label, "failed").inc(len(envelopes))
         raise
@@ -124,8 +137,17 @@ async def _ingest(
 def _outcome_label(outcome: Outcome) -> str:
     if isinstance(outcome, Accepted):
         return "accepted"
-    sink_codes = {"sink_unavailable", "sink_rejected"}
-    return "failed" if any(e.code in sink_codes for e in outcome.errors) else "rejected"
+    return "failed" if any(e.code in SINK_CODES for e in outcome.errors) else "rejected"
+
+
+def _idempotency_header(request: Request) -> str | None:
+    value = request.headers.get("idempotency-key")
+    if value is not None and not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise MalformedBody(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters.",
+            field="Idempotency-Key",
+        )
+    return value
 
 
 def _check_media_type(request: Request, accepted: tuple[str, ...]) -> None:

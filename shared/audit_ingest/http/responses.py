@@ -13,7 +13,7 @@ def single_body(outcome: Outcome, received_at: str) -> dict[str, Any]:
     """`{"event_id", "received_at"}`; a rejected single event is an `InvalidEvent` (400)."""
     if isinstance(outcome, Rejected):
         raise InvalidEvent(list(outcome.errors))
-    return {"event_id": outcome.event_id, "received_at": received_at}
+    return {"event_id": outcome.event_id, "received_at": outcome.received_at or received_at}
 
 
 def batch_body(outcomes: Sequence[Outcome], received_at: str) -> dict[str, Any]:

@@ -10,13 +10,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import tenacity
 
 from audit_ingest_sdk.config import DEFAULT_TIMEOUT, ClientConfig
 from audit_ingest_sdk.delivery import BatchDelivery
 from audit_ingest_sdk.errors import AuditIngestError, error_from_transport
 from audit_ingest_sdk.models import EventInput
-from audit_ingest_sdk.options import client_config, prepare_batch
-from audit_ingest_sdk.prepare import PreparedEvent, prepare_event
+from audit_ingest_sdk.prepare import PreparedEvent, prepare_batch, prepare_event
 from audit_ingest_sdk.results import Accepted, BatchResult
 from audit_ingest_sdk.retry import RetryPolicy, sync_retrying
 from audit_ingest_sdk.wire import Request, batch_request, read_accepted, single_request
@@ -59,7 +59,7 @@ class AuditClient:
         http_client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._config: ClientConfig = client_config(
+        self._config = ClientConfig.build(
             api_key,
             base_url,
             max_retries=max_retries,
@@ -170,10 +170,8 @@ class AuditClient:
     ) -> None:
         self.close()
 
-    def _retrying(self, retry_on_result: Callable[[Any], bool] | None = None) -> Any:
-        return sync_retrying(
-            self._config.retry, sleep=self._sleep, retry_on_result=retry_on_result
-        )
+    def _retrying(self, retry_on_result: Callable[[Any], bool] | None = None) -> tenacity.Retrying:
+        return sync_retrying(self._config.retry, sleep=self._sleep, retry_on_result=retry_on_result)
 
     def _post(self, request: Request) -> httpx.Response:
         try:

@@ -55,8 +55,10 @@ class BatchDelivery:
         for position, original in enumerate(self._pending):
             item = _item(original, self._events[original], answered.get(position))
             self._items[original] = item
-            if not item.accepted and item.errors and all(
-                error.code == RESEND_CODE for error in item.errors
+            if (
+                not item.accepted
+                and item.errors
+                and all(error.code == RESEND_CODE for error in item.errors)
             ):
                 still_pending.append(original)
         self._pending = still_pending
@@ -77,7 +79,8 @@ def _item(index: int, event: PreparedEvent, raw: Mapping[str, Any] | None) -> Ba
     event_id = raw.get("event_id")
     raw_errors = raw.get("errors")
     errors = tuple(
-        FieldError.from_json(error) for error in (raw_errors if isinstance(raw_errors, list) else [])
+        FieldError.from_json(error)
+        for error in (raw_errors if isinstance(raw_errors, list) else [])
     )
     return BatchItem(
         index=index,

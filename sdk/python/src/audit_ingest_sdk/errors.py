@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
+from audit_ingest_sdk.models import UTC
 from audit_ingest_sdk.results import FieldError
 
 
@@ -183,8 +184,8 @@ def parse_retry_after(value: str | None) -> float | None:
         except (TypeError, ValueError, IndexError):
             return None
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        seconds = (moment - datetime.now(timezone.utc)).total_seconds()
+            moment = moment.replace(tzinfo=UTC)
+        seconds = (moment - datetime.now(UTC)).total_seconds()
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol, Union
 
+UTC = timezone.utc  # noqa: UP017 - datetime.UTC is Python 3.11+, the SDK runs on 3.9
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -112,8 +114,8 @@ def format_timestamp(moment: datetime) -> str:
     A naive `datetime` is refused: its offset is unknown and the API requires one.
     """
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError("timestamp must be timezone-aware, such as datetime.now(timezone.utc)")
-    utc = moment.astimezone(timezone.utc)
+        raise ValueError("timestamp must be timezone-aware, such as datetime.now(UTC)")
+    utc = moment.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Any
 
-from audit_ingest_sdk.models import AuditEvent, EventInput, format_timestamp
+from audit_ingest_sdk.models import UTC, AuditEvent, EventInput, format_timestamp
+
+MAX_BATCH_EVENTS = 1000
+"""The server's default limit of events per batch."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,19 @@ def prepare_event(
         raise TypeError("idempotency_key must be a string")
     payload["idempotency_key"] = key
     if stamp_time and payload.get("timestamp") is None:
-        payload["timestamp"] = format_timestamp(datetime.now(timezone.utc))
+        payload["timestamp"] = format_timestamp(datetime.now(UTC))
     return PreparedEvent(body=encode_json(payload), idempotency_key=key)
+
+
+def prepare_batch(events: Iterable[EventInput], *, stamp_time: bool = True) -> list[PreparedEvent]:
+    """Prepare the events of one batch: 1 to `MAX_BATCH_EVENTS` (1000) of them."""
+    prepared = [prepare_event(event, stamp_time=stamp_time) for event in events]
+    if not 1 <= len(prepared) <= MAX_BATCH_EVENTS:
+        raise ValueError(
+            f"a batch holds 1 to {MAX_BATCH_EVENTS} events, not {len(prepared)}; "
+            "use a batcher for any number"
+        )
+    return prepared
 
 
 def to_payload(event: EventInput) -> dict[str, Any]:

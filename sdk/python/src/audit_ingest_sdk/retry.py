@@ -96,9 +96,7 @@ def async_retrying(
     return tenacity.AsyncRetrying(sleep=sleep, **_options(policy, retry_on_result))
 
 
-def _options(
-    policy: RetryPolicy, retry_on_result: Callable[[Any], bool] | None
-) -> dict[str, Any]:
+def _options(policy: RetryPolicy, retry_on_result: Callable[[Any], bool] | None) -> dict[str, Any]:
     retry: tenacity.retry_base = tenacity.retry_if_exception(policy.is_retryable)
     if retry_on_result is not None:
         retry = retry | tenacity.retry_if_result(retry_on_result)

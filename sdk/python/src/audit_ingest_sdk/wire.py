@@ -19,9 +19,8 @@ from audit_ingest_sdk.results import Accepted
 
 SINGLE_PATH = "/v1/events"
 BATCH_PATH = "/v1/events/batch"
-MAX_BATCH_EVENTS = 1000
 MAX_BATCH_BYTES = 5 * 1024 * 1024
-"""The server's default limits: events per batch, and bytes per batch body."""
+"""The server's default limit of bytes per batch body."""
 
 _BATCH_OPEN = b'{"events":['
 _BATCH_CLOSE = b"]}"

@@ -1,0 +1,129 @@
+"""Idempotency records in Redis: claim before producing, settle after the broker answers.
+
+Each key moves through `pending` (an attempt is producing; expires on its own if that process
+dies) to `done` (24 h: retries get the original event_id) or `retry` (the attempt failed: the
+next attempt is processed normally, under the same event_id). Claims and settlements are Lua
+scripts, atomic on the server and one round trip for a whole batch (keys of one tenant share a
+hash slot, so this works on Redis Cluster too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from audit_ingest.domain.idempotency import RETENTION_SECONDS, Claim, ClaimState, storage_key
+from audit_ingest.errors import Unavailable
+
+# KEYS: storage keys. ARGV[1]: pending ttl (ms); then per key: event id, fingerprint.
+_CLAIM = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local id, fp = ARGV[2 * i], ARGV[2 * i + 1]
+  local cur = redis.call('GET', key)
+  if cur and string.sub(cur, 1, 6) == 'retry|' then
+    local old_id, old_fp = string.match(cur, '^retry|([^|]*)|([^|]*)$')
+    if old_fp == fp then id = old_id end
+    cur = nil
+  end
+  if not cur then
+    redis.call('SET', key, 'pending|' .. id .. '|' .. fp, 'PX', ARGV[1])
+    out[i] = 'claimed|' .. id .. '|' .. fp
+  else
+    out[i] = cur
+  end
+end
+return out
+"""
+
+# KEYS: storage keys. ARGV[1]: retention (s); then per key: new value, expected pending value.
+_SETTLE = """
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[2 * i + 1] then
+    redis.call('SET', key, ARGV[2 * i], 'EX', ARGV[1])
+  end
+end
+return #KEYS
+"""
+
+
+class IdempotencyUnavailable(Unavailable):
+    code = "idempotency_unavailable"
+
+
+class RedisIdempotencyStore:
+    def __init__(self, url: str, *, timeout: float = 0.1, pending_ttl: float = 15.0) -> None:
+        self._url = url
+        self._timeout = timeout
+        self._pending_ttl_ms = str(int(pending_ttl * 1000))
+        self._redis: Redis | None = None
+
+    def _client(self) -> Redis:
+        if self._redis is None:
+            self._redis = Redis.from_url(
+                self._url,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
+                decode_responses=True,
+            )
+        return self._redis
+
+    async def claim(self, tenant_id: str, claims: Sequence[Claim]) -> list[ClaimState]:
+        if not claims:
+            return []
+        keys = [storage_key(tenant_id, claim.key) for claim in claims]
+        argv: list[str] = [self._pending_ttl_ms]
+        for claim in claims:
+            argv += [claim.event_id, claim.fingerprint]
+        try:
+            answers = await self._client().eval(_CLAIM, len(keys), *keys, *argv)  # type: ignore[misc]
+        except (RedisError, OSError) as exc:
+            raise IdempotencyUnavailable("The idempotency store is unavailable.") from exc
+        return [_state(str(answer)) for answer in answers]
+
+    async def settle(
+        self,
+        tenant_id: str,
+        done: Sequence[tuple[Claim, str]],
+        failed: Sequence[Claim],
+    ) -> None:
+        """Record `done` (claim, received_at) and `failed` claims; best effort."""
+        keys: list[str] = []
+        argv: list[str] = [str(RETENTION_SECONDS)]
+        for claim, received_at in done:
+            keys.append(storage_key(tenant_id, claim.key))
+            argv += [
+                f"done|{claim.event_id}|{claim.fingerprint}|{received_at}",
+                f"pending|{claim.event_id}|{claim.fingerprint}",
+            ]
+        for claim in failed:
+            keys.append(storage_key(tenant_id, claim.key))
+            argv += [
+                f"retry|{claim.event_id}|{claim.fingerprint}",
+                f"pending|{claim.event_id}|{claim.fingerprint}",
+            ]
+        if not keys:
+            return
+        try:
+            await self._client().eval(_SETTLE, len(keys), *keys, *argv)  # type: ignore[misc]
+        except (RedisError, OSError) as exc:
+            # The claims expire on their own; a retry inside their TTL waits for that.
+            raise IdempotencyUnavailable("The idempotency store is unavailable.") from exc
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+
+
+def _state(answer: str) -> ClaimState:
+    parts = answer.split("|")
+    status = parts[0]
+    if status == "claimed":
+        return ClaimState("claimed", parts[1], parts[2])
+    if status == "pending":
+        return ClaimState("pending", parts[1], parts[2])
+    if status == "done":
+        return ClaimState("done", parts[1], parts[2], received_at=parts[3])
+    raise ValueError(f"unexpected idempotency record {status!r}")

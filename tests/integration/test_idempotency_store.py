@@ -1,0 +1,105 @@
+"""The idempotency store's scripts against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from devstack.ports import free_ports
+
+from audit_ingest.adapters.redis_idempotency import IdempotencyUnavailable, RedisIdempotencyStore
+from audit_ingest.domain.idempotency import Claim
+
+pytestmark = pytest.mark.integration
+
+
+def claim(key: str, event_id: str, fp: str = "fp1") -> Claim:
+    return Claim(key, event_id, fp)
+
+
+async def test_claim_done_retry_cycle(stack_env: dict[str, str]) -> None:
+    store = RedisIdempotencyStore(stack_env["REDIS_URL"], timeout=1.0)
+    tenant = str(uuid.uuid4())
+    try:
+        (first,) = await store.claim(tenant, [claim("k", "e1")])
+        assert (first.status, first.event_id) == ("claimed", "e1")
+        (busy,) = await store.claim(tenant, [claim("k", "e2")])
+        assert (busy.status, busy.event_id) == ("pending", "e1")
+        await store.settle(tenant, [], [claim("k", "e1")])  # the attempt failed
+        (again,) = await store.claim(tenant, [claim("k", "e3")])
+        assert (again.status, again.event_id) == ("claimed", "e1")  # same id on retry
+        await store.settle(tenant, [(claim("k", "e1"), "2024-12-05T10:00:00.000Z")], [])
+        (done,) = await store.claim(tenant, [claim("k", "e4")])
+        assert (done.status, done.event_id, done.received_at) == (
+            "done",
+            "e1",
+            "2024-12-05T10:00:00.000Z",
+        )
+        # Another tenant, same key: independent.
+        (other,) = await store.claim(str(uuid.uuid4()), [claim("k", "e5")])
+        assert other.status == "claimed" and other.event_id == "e5"
+    finally:
+        await store.close()
+
+
+async def test_a_stale_settlement_does_not_overwrite_a_newer_claim(
+    stack_env: dict[str, str],
+) -> None:
+    store = RedisIdempotencyStore(stack_env["REDIS_URL"], timeout=1.0, pending_ttl=0.2)
+    tenant = str(uuid.uuid4())
+    try:
+        await store.claim(tenant, [claim("k", "e1")])
+        await asyncio.sleep(0.3)  # e1's owner died: its claim expired
+        (taken,) = await store.claim(tenant, [claim("k", "e2")])
+        assert taken.status == "claimed" and taken.event_id == "e2"
+        await store.settle(tenant, [(claim("k", "e1"), "late")], [])  # the dead owner's
+        (state,) = await store.claim(tenant, [claim("k", "e3")])
+        assert (state.status, state.event_id) == ("pending", "e2")
+    finally:
+        await store.close()
+
+
+async def test_concurrent_claims_have_one_winner(stack_env: dict[str, str]) -> None:
+    stores = [RedisIdempotencyStore(stack_env["REDIS_URL"], timeout=1.0) for _ in range(10)]
+    tenant = str(uuid.uuid4())
+    try:
+        results = await asyncio.gather(
+            *(store.claim(tenant, [claim("k", f"e{i}")]) for i, store in enumerate(stores))
+        )
+    finally:
+        for store in stores:
+            await store.close()
+    states = [state for (state,) in results]
+    assert sum(state.status == "claimed" for state in states) == 1
+    assert len({state.event_id for state in states}) == 1
+
+
+async def test_a_batch_is_one_call_with_mixed_states(stack_env: dict[str, str]) -> None:
+    store = RedisIdempotencyStore(stack_env["REDIS_URL"], timeout=1.0)
+    tenant = str(uuid.uuid4())
+    try:
+        await store.claim(tenant, [claim("a", "ea")])
+        await store.settle(tenant, [(claim("a", "ea"), "t0")], [])
+        states = await store.claim(
+            tenant, [claim(k, f"new-{k}") for k in "abc"] + [claim("a", "x", fp="other")]
+        )
+        assert [(s.status, s.event_id) for s in states] == [
+            ("done", "ea"),
+            ("claimed", "new-b"),
+            ("claimed", "new-c"),
+            ("done", "ea"),
+        ]
+        assert states[3].fingerprint == "fp1"  # the service compares it: a reused key
+    finally:
+        await store.close()
+
+
+async def test_unreachable_redis_is_unavailable() -> None:
+    (port,) = free_ports(1)
+    store = RedisIdempotencyStore(f"redis://127.0.0.1:{port}/0", timeout=0.1)
+    try:
+        with pytest.raises(IdempotencyUnavailable):
+            await store.claim("t", [claim("k", "e")])
+    finally:
+        await store.close()

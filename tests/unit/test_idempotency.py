@@ -1,0 +1,174 @@
+"""Retries are safe: the same key (or CloudEvent source+id) never stores an event twice."""
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from audit_ingest.domain.enrichment import Processing, RequestContext
+from audit_ingest.domain.envelope import CloudEventOrigin, Envelope
+from audit_ingest.domain.idempotency import fingerprint, idempotency_key, storage_key
+from audit_ingest.domain.limits import Limits
+from audit_ingest.domain.principal import Principal
+from audit_ingest.domain.records import KafkaRecord
+from audit_ingest.errors import SinkUnavailable
+from audit_ingest.ports import Delivery
+from audit_ingest.service import Accepted, IngestService, Rejected
+from tests.unit.fakes import FakeIdempotencyStore, FakePublisher
+from tests.unit.test_validation import seed_event
+
+NOW = datetime(2024, 12, 5, 10, 1, tzinfo=UTC)
+TENANT = Principal("tenant-a", "key-a", ("events:write",), 100)
+OTHER = Principal("tenant-b", "key-b", ("events:write",), 100)
+
+
+def request(n: int = 1) -> RequestContext:
+    return RequestContext(request_id=f"req-{n}", received_at=NOW)
+
+
+def service(
+    publisher: FakePublisher, store: FakeIdempotencyStore, ack_timeout: float = 3.0
+) -> IngestService:
+    counter = itertools.count(1)
+    return IngestService(
+        publisher,
+        limits=Limits(),
+        processing=Processing("n", "f", "r", "v"),
+        topic="t",
+        dlq_topic="d",
+        ack_timeout=ack_timeout,
+        new_event_id=lambda: f"id-{next(counter)}",
+        idempotency=store,
+    )
+
+
+def test_key_derivation() -> None:
+    origin = CloudEventOrigin(id="1", source="/crm", type="t")
+    assert idempotency_key(Envelope({}), None) is None
+    assert idempotency_key(Envelope({}), "abc") == "key:abc"
+    assert idempotency_key(Envelope({}, origin=origin), None) == "ce:/crm\x001"
+    assert idempotency_key(Envelope({}, origin=origin), "abc") == "key:abc"  # explicit wins
+    assert fingerprint({"a": 1, "b": 2}) == fingerprint({"b": 2, "a": 1})
+    assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+    assert storage_key("t", "x") != storage_key("u", "x")
+    assert "{t}" in storage_key("t", "x")  # one hash slot per tenant
+
+
+async def test_a_retry_returns_the_original_and_stores_nothing_new() -> None:
+    publisher, store = FakePublisher(), FakeIdempotencyStore()
+    ingest = service(publisher, store)
+    first = await ingest.ingest(
+        [Envelope(seed_event())], TENANT, request(1), request_idempotency_key="k-1"
+    )
+    retry = await ingest.ingest(
+        [Envelope(seed_event())], TENANT, request(2), request_idempotency_key="k-1"
+    )
+    assert first == [Accepted(0, "id-1")]
+    assert retry == [Accepted(0, "id-1", "2024-12-05T10:01:00.000Z")]
+    assert len(publisher.published) == 1
+
+
+async def test_the_same_key_in_another_tenant_is_another_event() -> None:
+    publisher, store = FakePublisher(), FakeIdempotencyStore()
+    ingest = service(publisher, store)
+    await ingest.ingest([Envelope(seed_event())], TENANT, request(), request_idempotency_key="k")
+    (other,) = await ingest.ingest(
+        [Envelope(seed_event())], OTHER, request(), request_idempotency_key="k"
+    )
+    assert isinstance(other, Accepted) and other.received_at is None
+    assert len(publisher.published) == 2
+
+
+async def test_a_reused_key_for_different_content_is_refused() -> None:
+    publisher, store = FakePublisher(), FakeIdempotencyStore()
+    ingest = service(publisher, store)
+    await ingest.ingest([Envelope(seed_event())], TENANT, request(), request_idempotency_key="k")
+    (outcome,) = await ingest.ingest(
+        [Envelope(seed_event(actor={"id": "someone-else"}))],
+        TENANT,
+        request(),
+        request_idempotency_key="k",
+    )
+    assert isinstance(outcome, Rejected)
+    assert outcome.errors[0].code == "idempotency_key_reused"
+    assert len(publisher.published) == 1
+
+
+async def test_a_failed_attempt_is_retried_normally_under_the_same_event_id() -> None:
+    publisher, store = FakePublisher([Delivery(False, "timed out")]), FakeIdempotencyStore()
+    ingest = service(publisher, store)
+    with pytest.raises(SinkUnavailable):
+        await ingest.ingest(
+            [Envelope(seed_event())], TENANT, request(), request_idempotency_key="k"
+        )
+    publisher.deliveries = None
+    (outcome,) = await ingest.ingest(
+        [Envelope(seed_event())], TENANT, request(), request_idempotency_key="k"
+    )
+    # The first attempt may have been written after all (an ambiguous timeout): reusing its
+    # event_id makes any such duplicate recognisable downstream.
+    assert outcome == Accepted(0, "id-1")
+    assert [orjson.loads(r.value)["event_id"] for r in publisher.published] == ["id-1"]
+
+
+async def test_batch_keys_and_cloudevent_identity() -> None:
+    publisher, store = FakePublisher(), FakeIdempotencyStore()
+    ingest = service(publisher, store)
+    origin = CloudEventOrigin(id="ce-9", source="/crm", type="t")
+    batch = [
+        Envelope(seed_event(idempotency_key="a")),
+        Envelope(seed_event()),
+        Envelope(seed_event(), origin=origin),
+    ]
+    first = await ingest.ingest(batch, TENANT, request())
+    again = await ingest.ingest(batch, TENANT, request())
+    assert all(isinstance(o, Accepted) for o in first + again)
+    # The keyed events come back with their first ids; the unkeyed one is a new event.
+    keyed_first = {first[0].event_id, first[2].event_id}  # type: ignore[union-attr]
+    keyed_again = {again[0].event_id, again[2].event_id}  # type: ignore[union-attr]
+    assert keyed_first == keyed_again
+    assert again[1].event_id != first[1].event_id  # type: ignore[union-attr]
+    assert len(publisher.published) == 4
+
+
+async def test_store_down_means_stored_anyway_not_refused() -> None:
+    publisher, store = FakePublisher(), FakeIdempotencyStore()
+    store.down = True
+    outcomes = await service(publisher, store).ingest(
+        [Envelope(seed_event())], TENANT, request(), request_idempotency_key="k"
+    )
+    assert isinstance(outcomes[0], Accepted)
+    assert len(publisher.published) == 1
+
+
+class SlowPublisher(FakePublisher):
+    async def publish(self, records: Sequence[KafkaRecord], timeout: float) -> list[Delivery]:
+        await asyncio.sleep(0.2)
+        return await super().publish(records, timeout)
+
+
+async def test_concurrent_duplicates_store_once_and_agree() -> None:
+    publisher, store = SlowPublisher(), FakeIdempotencyStore()
+    ingest = service(publisher, store)
+    results = await asyncio.gather(
+        *(
+            ingest.ingest([Envelope(seed_event())], TENANT, request(n), request_idempotency_key="k")
+            for n in range(5)
+        )
+    )
+    ids = {outcomes[0].event_id for outcomes in results}  # type: ignore[union-attr]
+    assert len(ids) == 1
+    assert len(publisher.published) == 1
+
+
+async def test_a_duplicate_still_in_flight_past_the_deadline_is_503() -> None:
+    publisher, store = FakePublisher(), FakeIdempotencyStore()
+    store.records[("tenant-a", "key:k")] = ("pending", "id-x", fingerprint(seed_event()))
+    with pytest.raises(SinkUnavailable):
+        await service(publisher, store, ack_timeout=0.1).ingest(
+            [Envelope(seed_event())], TENANT, request(), request_idempotency_key="k"
+        )
+    assert publisher.published == []
