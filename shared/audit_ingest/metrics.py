@@ -14,8 +14,8 @@ REQUESTS = Counter(
 )
 REQUEST_SECONDS = Histogram(
     "audit_ingest_request_duration_seconds",
-    "Time from request start to response, by endpoint.",
-    ["endpoint"],
+    "Time from request start to response, by endpoint and status code.",
+    ["endpoint", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 EVENTS = Counter(
@@ -43,4 +43,19 @@ IDEMPOTENCY = Counter(
     "Idempotency outcomes other than a first attempt: duplicate (answered from the record), "
     "conflict (key reused for another event), in_progress, unavailable (store down).",
     ["result"],
+)
+KAFKA_DELIVERY_SECONDS = Histogram(
+    "audit_ingest_kafka_delivery_seconds",
+    "Time from producing a request's records to the broker's last acknowledgement.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+BATCH_EVENTS = Histogram(
+    "audit_ingest_batch_events",
+    "Events per batch request.",
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
+DLQ_RECORDS = Counter(
+    "audit_ingest_dlq_records_total",
+    "Records sent to the dead-letter topic, by reason (validation_failed, produce_failed).",
+    ["reason"],
 )

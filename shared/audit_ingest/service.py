@@ -33,7 +33,7 @@ from audit_ingest.domain.records import (
 from audit_ingest.domain.timestamps import format_rfc3339_ms, parse_rfc3339
 from audit_ingest.domain.validation import ValidEvent, validate_event
 from audit_ingest.errors import FieldError, InvalidEvent, SinkUnavailable, Unavailable
-from audit_ingest.metrics import IDEMPOTENCY
+from audit_ingest.metrics import DLQ_RECORDS, IDEMPOTENCY
 from audit_ingest.ports import IdempotencyStore, Publisher
 
 log = logging.getLogger(__name__)
@@ -353,6 +353,7 @@ class IngestService:
         principal: Principal,
         request: RequestContext,
     ) -> KafkaRecord:
+        DLQ_RECORDS.labels(reason).inc()
         return build_dead_letter(
             _original_bytes(envelope),
             topic=self._dlq_topic,
@@ -361,6 +362,7 @@ class IngestService:
             tenant_id=principal.tenant_id,
             request_id=request.request_id,
             received_at=format_rfc3339_ms(request.received_at),
+            api_key_id=principal.api_key_id,
         )
 
 

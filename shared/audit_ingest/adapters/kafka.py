@@ -16,12 +16,14 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from audit_ingest.domain.records import KafkaRecord
+from audit_ingest.metrics import KAFKA_DELIVERY_SECONDS
 from audit_ingest.ports import Delivery
 
 log = logging.getLogger(__name__)
@@ -139,7 +141,10 @@ class KafkaPublisher:
                 future.set_result(Delivery(False, str(exc), retriable=not permanent))
         if not futures:
             return []
+        started = time.perf_counter()
         _, pending = await asyncio.wait(futures, timeout=timeout)
+        if not pending:
+            KAFKA_DELIVERY_SECONDS.observe(time.perf_counter() - started)
         results: list[Delivery] = []
         for future in futures:
             if future in pending:

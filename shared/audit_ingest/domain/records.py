@@ -81,12 +81,14 @@ def build_dead_letter(
     tenant_id: str,
     request_id: str,
     received_at: str,
+    api_key_id: str = "",
 ) -> KafkaRecord:
     """A dead-letter record: the original bytes untouched, the why in headers."""
     headers: tuple[tuple[str, bytes], ...] = (
         ("dlq_reason", reason.encode()),
         ("dlq_errors", orjson.dumps([error.as_dict() for error in errors])),
         ("dlq_tenant_id", tenant_id.encode()),
+        ("dlq_api_key_id", api_key_id.encode()),
         ("dlq_request_id", request_id.encode()),
         ("dlq_received_at", received_at.encode()),
         ("content-type", CONTENT_TYPE.encode()),

@@ -67,7 +67,9 @@ async def serve_authorize(request: Request, app: AuthorizeApp | None = None) -> 
         log.exception("unhandled error (request %s)", headers["X-Request-Id"])
         response = internal_error_response(instance=request.url.path, headers=headers)
     metrics.REQUESTS.labels("authorize", str(response.status_code)).inc()
-    metrics.REQUEST_SECONDS.labels("authorize").observe(time.perf_counter() - started)
+    metrics.REQUEST_SECONDS.labels("authorize", str(response.status_code)).observe(
+        time.perf_counter() - started
+    )
     return response
 
 

@@ -83,7 +83,9 @@ async def serve(request: Request, endpoint: Endpoint, app: IngestApp | None = No
         response = internal_error_response(instance=request.url.path, headers=headers)
     label = endpoint.name.lower()
     metrics.REQUESTS.labels(label, str(response.status_code)).inc()
-    metrics.REQUEST_SECONDS.labels(label).observe(time.perf_counter() - started)
+    metrics.REQUEST_SECONDS.labels(label, str(response.status_code)).observe(
+        time.perf_counter() - started
+    )
     return response
 
 
@@ -110,6 +112,8 @@ async def _ingest(
         if batch
         else [parse_single(request.headers, body)]
     )
+    if batch:
+        metrics.BATCH_EVENTS.observe(len(envelopes))
     context = RequestContext(
         request_id=headers["X-Request-Id"],
         received_at=received_at,
