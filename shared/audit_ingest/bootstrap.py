@@ -23,9 +23,16 @@ from audit_ingest.adapters.postgres import PostgresKeyStore
 from audit_ingest.adapters.redis_idempotency import RedisIdempotencyStore
 from audit_ingest.adapters.redis_limiter import RedisRateLimiter
 from audit_ingest.auth import Authenticator, GatewayAuthenticator, InlineAuthenticator
+from audit_ingest.auth_eventing import (
+    ClusterJwks,
+    EventingAuthenticator,
+    KeyIdLookup,
+    KeysById,
+)
 from audit_ingest.domain.enrichment import Processing
 from audit_ingest.domain.limits import Limits
 from audit_ingest.keycache import KeyResolver
+from audit_ingest.logs import configure_logging
 from audit_ingest.ports import IdempotencyStore, KeyStore, Publisher, RateLimiter
 from audit_ingest.service import IngestService
 from audit_ingest.settings import Settings, get_settings
@@ -104,6 +111,28 @@ def build_resolver(settings: Settings, key_store: KeyStore) -> KeyResolver:
     )
 
 
+def build_eventing_authenticator(settings: Settings, key_store: KeyStore) -> EventingAuthenticator:
+    """Eventing mode: the cluster's JWKS, the sender bindings, keys looked up by id."""
+    if not isinstance(key_store, KeysById):
+        raise TypeError("AUTH_MODE=eventing needs a key store that finds keys by id")
+    # Settings refuses eventing mode without either.
+    assert settings.eventing_issuer is not None
+    assert settings.eventing_audience is not None
+    keys = ClusterJwks(
+        settings.eventing_jwks_url,
+        ca_file=settings.eventing_jwks_ca_file,
+        token_file=settings.eventing_jwks_token_file,
+        lifespan=settings.eventing_jwks_cache_seconds,
+    )
+    return EventingAuthenticator(
+        keys,
+        build_resolver(settings, KeyIdLookup(key_store)),
+        issuer=settings.eventing_issuer,
+        audience=settings.eventing_audience,
+        bindings={sender: str(key_id) for sender, key_id in settings.eventing_bindings.items()},
+    )
+
+
 def build_limiter(settings: Settings) -> RateLimiter:
     return RedisRateLimiter(
         settings.redis_url.get_secret_value(), timeout=settings.redis_timeout_seconds
@@ -128,7 +157,10 @@ def build_app(
         key_store, limiter = None, None
     else:
         key_store = key_store or build_key_store(settings)
-        authenticator = InlineAuthenticator(build_resolver(settings, key_store))
+        if settings.auth_mode == "eventing":
+            authenticator = build_eventing_authenticator(settings, key_store)
+        else:
+            authenticator = InlineAuthenticator(build_resolver(settings, key_store))
         if not settings.rate_limit_enabled:
             limiter = None
         elif limiter is None:
@@ -175,7 +207,7 @@ def get_app() -> IngestApp:
         with _app_lock:
             if _app is None:
                 settings = get_settings()
-                logging.basicConfig(level=settings.log_level)
+                configure_logging(settings.log_level)
                 app = build_app(settings)
                 _install_shutdown(app)
                 _app = app
@@ -238,6 +270,6 @@ def get_authorize_app() -> AuthorizeApp:
         with _app_lock:
             if _authorize_app is None:
                 settings = get_settings()
-                logging.basicConfig(level=settings.log_level)
+                configure_logging(settings.log_level)
                 _authorize_app = build_authorize_app(settings)
     return _authorize_app

@@ -79,10 +79,12 @@ class PayloadTooLarge(RequestRejected):
 class UnsupportedMediaType(RequestRejected):
     code = "unsupported_media_type"
 
-    def __init__(self, content_type: str, accepted: tuple[str, ...]) -> None:
+    def __init__(
+        self, content_type: str, accepted: tuple[str, ...], *, header: str = "Content-Type"
+    ) -> None:
         shown = content_type or "(none)"
         super().__init__(
-            f"Content-Type {shown!r} is not accepted here; send one of: {', '.join(accepted)}."
+            f"{header} {shown!r} is not accepted here; send one of: {', '.join(accepted)}."
         )
         self.accepted = accepted
 

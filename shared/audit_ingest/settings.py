@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 from functools import lru_cache
 from typing import Annotated, Literal
+from uuid import UUID
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,10 +27,23 @@ class Settings(BaseSettings):
 
     # Who the caller is: "inline" resolves X-API-Key here (and enforces the rate limit);
     # "gateway" accepts only the principal APISIX's forward-auth (the authorize function)
-    # signed with `gateway_signing_secret`, and leaves rate limiting to APISIX.
-    auth_mode: Literal["inline", "gateway"] = "inline"
+    # signed with `gateway_signing_secret`, and leaves rate limiting to APISIX;
+    # "eventing" accepts Knative Eventing deliveries: the Trigger's OIDC token, its subject bound
+    # to an API key by `eventing_bindings` (see auth_eventing.py).
+    auth_mode: Literal["inline", "gateway", "eventing"] = "inline"
     gateway_signing_secret: SecretStr | None = None
     gateway_principal_ttl_seconds: Annotated[int, Field(ge=5, le=600)] = 60
+
+    # Eventing mode: who issues the delivery tokens (the cluster's service account issuer),
+    # for which audience (the Trigger's `subscriber.audience`), where its JWKS is, and which
+    # sender (token subject, `system:serviceaccount:<ns>:<sa>`) writes as which API key id.
+    eventing_issuer: str | None = None
+    eventing_audience: str | None = None
+    eventing_jwks_url: str = "https://kubernetes.default.svc/openid/v1/jwks"
+    eventing_jwks_ca_file: str | None = None
+    eventing_jwks_token_file: str | None = None
+    eventing_jwks_cache_seconds: Annotated[float, Field(ge=1, le=86_400)] = 300.0
+    eventing_bindings: dict[str, UUID] = Field(default_factory=dict)
 
     # Dependencies.
     database_url: SecretStr = SecretStr("postgresql://127.0.0.1:5432/audit")
@@ -80,6 +94,17 @@ class Settings(BaseSettings):
     def _gateway_needs_a_secret(self) -> Settings:
         if self.auth_mode == "gateway" and not self.signing_secret():
             raise ValueError("AUTH_MODE=gateway needs GATEWAY_SIGNING_SECRET (32+ characters)")
+        return self
+
+    @model_validator(mode="after")
+    def _eventing_needs_issuer_and_audience(self) -> Settings:
+        if self.auth_mode == "eventing" and not (self.eventing_issuer and self.eventing_audience):
+            raise ValueError("AUTH_MODE=eventing needs EVENTING_ISSUER and EVENTING_AUDIENCE")
+        for subject in self.eventing_bindings:
+            if not subject.startswith("system:serviceaccount:") or subject.count(":") != 3:
+                raise ValueError(
+                    f"EVENTING_BINDINGS: {subject!r} is not system:serviceaccount:<ns>:<name>"
+                )
         return self
 
     def signing_secret(self) -> bytes | None:

@@ -84,3 +84,31 @@ def test_batch_keys_and_cloudevent_ids(
     finally:
         reader.close()
     assert len(records) == 4  # three batch events and one CloudEvent, each once
+
+
+def test_gzip_bodies(single_url: str, batch_url: str, issue_key: KeyFactory) -> None:
+    import gzip
+
+    import httpx
+
+    key = issue_key().secret
+    headers = {"content-type": "application/json", "content-encoding": "gzip", "x-api-key": key}
+    single = httpx.post(
+        f"{single_url}/v1/events",
+        content=gzip.compress(orjson.dumps(seed_event())),
+        headers=headers,
+        timeout=20,
+    )
+    assert single.status_code == 202, single.text
+    batch = {"events": [seed_event() for _ in range(50)]}
+    response = httpx.post(
+        f"{batch_url}/v1/events/batch",
+        content=gzip.compress(orjson.dumps(batch)),
+        headers=headers,
+        timeout=20,
+    )
+    assert response.status_code == 202 and response.json()["accepted"] == 50
+    bomb = gzip.compress(b" " * 20_000_000)
+    refused = httpx.post(f"{batch_url}/v1/events/batch", content=bomb, headers=headers, timeout=20)
+    assert refused.status_code == 413
+    assert httpx.get(f"{batch_url}/health").status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 import psycopg
@@ -19,6 +20,13 @@ log = logging.getLogger(__name__)
 _FIND = """
 UPDATE api_keys SET last_used_at = now()
 WHERE key_hash = %s
+RETURNING id::text, tenant_id::text, name, scopes, rate_limit, is_active, expires_at
+"""
+
+# Eventing mode names a key by its id (EVENTING_BINDINGS), not by the secret's hash.
+_FIND_BY_ID = """
+UPDATE api_keys SET last_used_at = now()
+WHERE id = %s
 RETURNING id::text, tenant_id::text, name, scopes, rate_limit, is_active, expires_at
 """
 
@@ -68,6 +76,23 @@ class PostgresKeyStore:
             async with self._pool.connection() as conn:
                 cursor = conn.cursor(row_factory=tuple_row)
                 await cursor.execute(_FIND, (key_hash,))
+                row = await cursor.fetchone()
+        except (psycopg.Error, PoolTimeout) as exc:
+            log.warning("key store unavailable: %s", type(exc).__name__)
+            raise KeyStoreUnavailable("The API key store is unavailable; retry shortly.") from exc
+        return None if row is None else row_to_key(row)
+
+    async def find_by_id(self, key_id: str) -> StoredKey | None:
+        """The key with this id (a UUID), or None. Raises `KeyStoreUnavailable`."""
+        try:
+            uuid.UUID(key_id)
+        except ValueError:
+            return None  # not an id at all: no such key, and no query
+        await self._ensure_open()
+        try:
+            async with self._pool.connection() as conn:
+                cursor = conn.cursor(row_factory=tuple_row)
+                await cursor.execute(_FIND_BY_ID, (key_id,))
                 row = await cursor.fetchone()
         except (psycopg.Error, PoolTimeout) as exc:
             log.warning("key store unavailable: %s", type(exc).__name__)

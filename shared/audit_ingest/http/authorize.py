@@ -30,6 +30,7 @@ from audit_ingest.domain.gateway_token import (
 from audit_ingest.errors import AuditError, MethodNotAllowed
 from audit_ingest.http.endpoint import request_id_of
 from audit_ingest.http.problem import internal_error_response, problem_response
+from audit_ingest.logs import log_request
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
@@ -66,6 +67,18 @@ async def serve_authorize(request: Request, app: AuthorizeApp | None = None) -> 
     except Exception:
         log.exception("unhandled error (request %s)", headers["X-Request-Id"])
         response = internal_error_response(instance=request.url.path, headers=headers)
+    if path not in ("/health", "/metrics"):
+        log_request(
+            {
+                "request_id": headers["X-Request-Id"],
+                "endpoint": "authorize",
+                "method": request.method,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "tenant_id": response.headers.get(TENANT_HEADER),
+                "api_key_id": response.headers.get(KEY_ID_HEADER),
+            }
+        )
     metrics.REQUESTS.labels("authorize", str(response.status_code)).inc()
     metrics.REQUEST_SECONDS.labels("authorize", str(response.status_code)).observe(
         time.perf_counter() - started

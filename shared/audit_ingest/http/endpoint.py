@@ -10,6 +10,7 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -29,7 +30,7 @@ from audit_ingest.errors import (
     SinkUnavailable,
     UnsupportedMediaType,
 )
-from audit_ingest.http.body import read_body
+from audit_ingest.http.body import decode_content, read_body
 from audit_ingest.http.parsing import (
     BATCH_MEDIA_TYPES,
     SINGLE_MEDIA_TYPES,
@@ -41,6 +42,7 @@ from audit_ingest.http.parsing import (
 from audit_ingest.http.problem import internal_error_response, problem_response
 from audit_ingest.http.responses import batch_body, single_body
 from audit_ingest.http.routes import Endpoint, Operation, resolve
+from audit_ingest.logs import log_request
 from audit_ingest.service import SINK_CODES, Accepted, Outcome
 
 log = logging.getLogger(__name__)
@@ -60,11 +62,14 @@ async def serve(request: Request, endpoint: Endpoint, app: IngestApp | None = No
     """Answer one request to the function serving `endpoint`."""
     started = time.perf_counter()
     headers = {"X-Request-Id": request_id_of(request)}
+    # Filled as the request goes: what its access log line says (never the API key).
+    fields: dict[str, Any] = {}
+    operation: Operation | None = None
     try:
         operation = resolve(request.method, request.url.path, endpoint)
         app = app or get_app()
         if operation is Operation.INGEST:
-            response = await _ingest(request, endpoint, app, headers)
+            response = await _ingest(request, endpoint, app, headers, fields)
         elif operation is Operation.HEALTH:
             response = _json({"status": "ok"}, 200, headers)
         elif operation is Operation.READY:
@@ -82,18 +87,35 @@ async def serve(request: Request, endpoint: Endpoint, app: IngestApp | None = No
         log.exception("unhandled error (request %s)", headers["X-Request-Id"])
         response = internal_error_response(instance=request.url.path, headers=headers)
     label = endpoint.name.lower()
+    elapsed = time.perf_counter() - started
     metrics.REQUESTS.labels(label, str(response.status_code)).inc()
-    metrics.REQUEST_SECONDS.labels(label, str(response.status_code)).observe(
-        time.perf_counter() - started
-    )
+    metrics.REQUEST_SECONDS.labels(label, str(response.status_code)).observe(elapsed)
+    if operation is not Operation.HEALTH and operation is not Operation.METRICS:
+        log_request(
+            {
+                "request_id": headers["X-Request-Id"],
+                "endpoint": label,
+                "method": request.method,
+                "path": request.url.path[:256],
+                "status": response.status_code,
+                "duration_ms": round(elapsed * 1000, 3),
+                **fields,
+            }
+        )
     return response
 
 
 async def _ingest(
-    request: Request, endpoint: Endpoint, app: IngestApp, headers: dict[str, str]
+    request: Request,
+    endpoint: Endpoint,
+    app: IngestApp,
+    headers: dict[str, str],
+    fields: dict[str, Any],
 ) -> Response:
     received_at = datetime.now(UTC)
     principal = await app.authenticator.authenticate(request.headers, received_at)
+    fields["tenant_id"] = principal.tenant_id
+    fields["api_key_id"] = principal.api_key_id
     if app.limiter is not None:
         decision = await app.limiter.hit(principal.api_key_id, principal.rate_limit)
         # Every answer to an authenticated request reports the quota, errors included.
@@ -104,14 +126,16 @@ async def _ingest(
     request_key = None if batch else _idempotency_header(request)
     _check_media_type(request, BATCH_MEDIA_TYPES if batch else SINGLE_MEDIA_TYPES)
     limits = app.limits
-    body = await read_body(
-        request, limits.max_batch_body_bytes if batch else limits.max_event_bytes
+    limit = limits.max_batch_body_bytes if batch else limits.max_event_bytes
+    body = decode_content(
+        await read_body(request, limit), request.headers.get("content-encoding"), limit
     )
     envelopes = (
         parse_batch(request.headers, body, max_events=limits.max_batch_events)
         if batch
         else [parse_single(request.headers, body)]
     )
+    fields["events"] = len(envelopes)
     if batch:
         metrics.BATCH_EVENTS.observe(len(envelopes))
     context = RequestContext(
@@ -133,6 +157,8 @@ async def _ingest(
         raise
     for outcome in outcomes:
         metrics.EVENTS.labels(label, _outcome_label(outcome)).inc()
+    fields["accepted"] = sum(isinstance(outcome, Accepted) for outcome in outcomes)
+    fields["rejected"] = len(outcomes) - fields["accepted"]
     stamp = format_rfc3339_ms(received_at)
     body_out = batch_body(outcomes, stamp) if batch else single_body(outcomes[0], stamp)
     return _json(body_out, 202, headers)
