@@ -81,7 +81,10 @@ class Settings(BaseSettings):
     max_depth: Annotated[int, Field(ge=2, le=64)] = 16
     max_string_length: Annotated[int, Field(ge=16, le=65_536)] = 8192
     max_future_skew_seconds: Annotated[int, Field(ge=0, le=86_400)] = 300
-    trust_forwarded_for: bool = False
+    # The header a trusted proxy sets to the client's address (APISIX: X-Audit-Client-Ip);
+    # unset: the socket's peer. X-Forwarded-For is not used: every hop appends to it (Knative's
+    # activator and queue-proxy too), so no fixed position in it names the client.
+    client_ip_header: str | None = None
 
     # Identity of this process, for the `processing` block of every record.
     node_name: str = Field(default_factory=socket.gethostname)

@@ -19,6 +19,8 @@ PRINCIPAL_HEADER = "X-Audit-Principal"
 TENANT_HEADER = "X-Audit-Tenant-Id"
 KEY_ID_HEADER = "X-Audit-Key-Id"
 RATE_LIMIT_HEADER = "X-Audit-Rate-Limit"
+# Set by APISIX (proxy-rewrite, from $remote_addr) on every request it forwards.
+CLIENT_IP_HEADER = "X-Audit-Client-Ip"
 AUDIENCE = "audit-ingest"
 ALGORITHM = "HS256"
 LEEWAY_SECONDS = 5

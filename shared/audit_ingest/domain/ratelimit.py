@@ -1,8 +1,10 @@
 """Rate-limit decisions and the headers that report them (pure).
 
-The algorithm is a fixed window of `WINDOW_SECONDS` per API key, the same as APISIX's
-`limit-count`, so inline mode and gateway mode count alike. Windows are aligned to the epoch
-(a key's window resets at the same instant on every replica).
+The algorithm is a fixed window of `WINDOW_SECONDS` per API key, as APISIX's `limit-count`
+counts in gateway mode. One difference: our windows are aligned to the minute (a key's window
+resets at the same instant on every replica), while limit-count starts a key's window at its
+first request; either way a key gets `rate_limit` requests per window, and a client that
+bursts across a boundary can get up to twice that in a short span (documented).
 """
 
 from __future__ import annotations

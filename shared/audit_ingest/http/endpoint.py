@@ -141,7 +141,7 @@ async def _ingest(
     context = RequestContext(
         request_id=headers["X-Request-Id"],
         received_at=received_at,
-        client_ip=_client_ip(request, app.settings.trust_forwarded_for),
+        client_ip=_client_ip(request, app.settings.client_ip_header),
         user_agent=request.headers.get("user-agent"),
     )
     label = endpoint.name.lower()
@@ -203,11 +203,10 @@ async def _ready(app: IngestApp, headers: dict[str, str]) -> Response:
     return _json(body, 200 if ready else 503, headers)
 
 
-def _client_ip(request: Request, trust_forwarded_for: bool) -> str | None:
-    if trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            return forwarded.split(",", 1)[0].strip()[:64]
+def _client_ip(request: Request, header: str | None) -> str | None:
+    if header:
+        value = request.headers.get(header)
+        return value.strip()[:64] if value else None
     return request.client.host if request.client else None
 
 
