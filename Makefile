@@ -54,8 +54,16 @@ test-integration: install ## Integration tier: real PostgreSQL, Redis and Kafka.
 test-e2e: install ## End-to-end tier: function processes over HTTP, records read back from Kafka.
 	$(RUN) pytest tests/e2e -q
 
+.PHONY: check-deploy
+check-deploy: install ## knative/ (kustomize build, Knative's own validation) and apisix/ manifests.
+	$(RUN) python tools/check_deploy.py
+
+.PHONY: test-deploy
+test-deploy: check-deploy ## Deployment tier: check-deploy on broken manifests, the images' Dockerfile.
+	$(RUN) pytest tests/deploy -q
+
 .PHONY: test
-test: lint typecheck test-unit ## Every tier (the stack starts once for integration and e2e).
+test: lint typecheck test-unit check-deploy test-deploy ## Every tier (the stack starts once for integration and e2e).
 	$(RUN) pytest tests/integration tests/e2e -q
 
 .PHONY: clean
@@ -65,3 +73,7 @@ clean: ## Remove local state (.dev: databases, Kafka logs) and caches.
 .PHONY: bench-sequential
 bench-sequential: install ## p50/p99 of sequential requests against a running `make run`.
 	$(RUN) python -m bench.sequential
+
+.PHONY: bench-coldstart
+bench-coldstart: install ## Process start -> first acknowledged 202 (median of runs), against `make run`'s stack.
+	$(RUN) python -m bench.coldstart

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
 import httpx
 import pytest
 from mock_server import MockServer
@@ -21,6 +23,22 @@ def server() -> MockServer:
 @pytest.fixture
 def sleeps() -> list[float]:
     return []
+
+
+@pytest.fixture
+def make_client(server: MockServer, sleeps: list[float]) -> Iterator[Callable[..., AuditClient]]:
+    """AuditClient(**options) wired to the server, recording its waits in `sleeps`."""
+    made: list[AuditClient] = []
+
+    def make(**options: Any) -> AuditClient:
+        http = httpx.Client(transport=httpx.MockTransport(server.handler))
+        client = AuditClient(API_KEY, BASE_URL, http_client=http, sleep=sleeps.append, **options)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
 
 
 @pytest.fixture

@@ -18,7 +18,9 @@ from typing import Any, Union
 
 import httpx
 
-Answer = Union[httpx.Response, Exception, Callable[[httpx.Request], httpx.Response]]
+# (`Union`, not `|`: the SDK's tests also run on Python 3.9.)
+Answer = Union[httpx.Response, Exception, Callable[[httpx.Request], httpx.Response]]  # noqa: UP007
+MakeClient = Callable[..., Any]  # the conftest's make_client fixture
 RECEIVED_AT = "2024-12-05T10:00:00.123Z"
 
 
@@ -46,7 +48,9 @@ class MockServer:
     def handler(self, request: httpx.Request) -> httpx.Response:
         if self.gate is not None:
             self.gate.wait(10)
-        seen = Seen(request.url.path, request.headers, request.read(), json.loads(_content(request)))
+        seen = Seen(
+            request.url.path, request.headers, request.read(), json.loads(_content(request))
+        )
         with self._lock:
             self.seen.append(seen)
             planned = self.script.popleft() if self.script else None
@@ -65,7 +69,9 @@ class MockServer:
         reject = reject or {}
         body = json.loads(_content(request))
         if request.url.path == "/v1/events":
-            return httpx.Response(202, json={"event_id": self.event_id(), "received_at": RECEIVED_AT})
+            return httpx.Response(
+                202, json={"event_id": self.event_id(), "received_at": RECEIVED_AT}
+            )
         items = []
         for index, _ in enumerate(body["events"]):
             if index in reject:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
-from mock_server import MockServer, field_error, make_event, problem
+from mock_server import MakeClient, MockServer, field_error, make_event, problem
 
 from audit_ingest_sdk import AuditClient, ServiceUnavailableError, ValidationError
 
@@ -64,10 +63,9 @@ def test_events_the_broker_did_not_acknowledge_are_resent_alone(
 
 
 def test_unacknowledged_events_stay_rejected_when_retries_run_out(
-    server: MockServer, sleeps: list[float]
+    make_client: MakeClient, server: MockServer, sleeps: list[float]
 ) -> None:
-    http = httpx.Client(transport=httpx.MockTransport(server.handler))
-    client = AuditClient("aik_test", "http://x", http_client=http, max_retries=1, sleep=sleeps.append)
+    client = make_client(max_retries=1)
     server.answer(server.rejecting({0: UNAVAILABLE}), problem(503, retry_after="1"))
     result = client.send_batch([make_event(0), make_event(1)])
     assert len(server.seen) == 2
@@ -85,9 +83,10 @@ def test_a_batch_without_any_valid_event_raises_validation_error(
     assert len(server.seen) == 1
 
 
-def test_a_batch_that_never_gets_through_raises(server: MockServer, sleeps: list[float]) -> None:
-    http = httpx.Client(transport=httpx.MockTransport(server.handler))
-    client = AuditClient("aik_test", "http://x", http_client=http, max_retries=2, sleep=sleeps.append)
+def test_a_batch_that_never_gets_through_raises(
+    make_client: MakeClient, server: MockServer, sleeps: list[float]
+) -> None:
+    client = make_client(max_retries=2)
     server.answer(*[problem(503, retry_after="1")] * 3)
     with pytest.raises(ServiceUnavailableError) as raised:
         client.send_batch([make_event()])

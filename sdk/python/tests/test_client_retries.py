@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from mock_server import MockServer, field_error, make_event, problem
+from mock_server import MakeClient, MockServer, field_error, make_event, problem
 
 from audit_ingest_sdk import (
     APIStatusError,
@@ -51,11 +51,10 @@ def test_429_then_503_are_retried_after_retry_after_with_the_same_key(
 
 
 def test_without_retry_after_the_backoff_is_full_jitter_growing_exponentially(
-    server: MockServer, sleeps: list[float]
+    make_client: MakeClient, server: MockServer, sleeps: list[float]
 ) -> None:
     policy = RetryPolicy(max_retries=6, initial_backoff=0.5, max_backoff=4.0, deadline=1000)
-    http = httpx.Client(transport=httpx.MockTransport(server.handler))
-    client = AuditClient("aik_test", "http://x", http_client=http, retry=policy, sleep=sleeps.append)
+    client = make_client(retry=policy)
     for _ in range(200):
         sleeps.clear()
         server.answer(*[problem(503)] * 6)
@@ -104,10 +103,9 @@ def test_validation_error_carries_the_field_errors(client: AuditClient, server: 
 
 
 def test_retries_exhausted_raise_with_the_last_retry_after(
-    server: MockServer, sleeps: list[float]
+    make_client: MakeClient, server: MockServer, sleeps: list[float]
 ) -> None:
-    http = httpx.Client(transport=httpx.MockTransport(server.handler))
-    client = AuditClient("aik_test", "http://x", http_client=http, max_retries=2, sleep=sleeps.append)
+    client = make_client(max_retries=2)
     server.answer(*[problem(429, retry_after="1")] * 3)
     with pytest.raises(RateLimitedError) as raised:
         client.send(make_event())
@@ -123,7 +121,9 @@ def test_a_retry_after_beyond_the_deadline_stops_at_once(
 ) -> None:
     http = httpx.Client(transport=httpx.MockTransport(server.handler))
     policy = RetryPolicy(max_retries=5, deadline=10)
-    client = AuditClient("aik_test", "http://x", http_client=http, retry=policy, sleep=sleeps.append)
+    client = AuditClient(
+        "aik_test", "http://x", http_client=http, retry=policy, sleep=sleeps.append
+    )
     server.answer(problem(503, retry_after="30"))
     with pytest.raises(ServiceUnavailableError) as raised:
         client.send(make_event())
@@ -153,10 +153,9 @@ def test_network_failures_are_retried_with_the_same_key(
 
 
 def test_network_failures_exhausted_raise_transport_error(
-    server: MockServer, sleeps: list[float]
+    make_client: MakeClient, server: MockServer, sleeps: list[float]
 ) -> None:
-    http = httpx.Client(transport=httpx.MockTransport(server.handler))
-    client = AuditClient("aik_test", "http://x", http_client=http, max_retries=1, sleep=sleeps.append)
+    client = make_client(max_retries=1)
     server.answer(httpx.ConnectError("refused"), httpx.ConnectError("refused"))
     with pytest.raises(TransportError) as raised:
         client.send(make_event())
@@ -166,9 +165,10 @@ def test_network_failures_exhausted_raise_transport_error(
     assert raised.value.attempts == 2
 
 
-def test_max_retries_zero_makes_one_attempt(server: MockServer, sleeps: list[float]) -> None:
-    http = httpx.Client(transport=httpx.MockTransport(server.handler))
-    client = AuditClient("aik_test", "http://x", http_client=http, max_retries=0, sleep=sleeps.append)
+def test_max_retries_zero_makes_one_attempt(
+    make_client: MakeClient, server: MockServer, sleeps: list[float]
+) -> None:
+    client = make_client(max_retries=0)
     server.answer(problem(503, retry_after="1"))
     with pytest.raises(ServiceUnavailableError):
         client.send(make_event())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from email.utils import format_datetime
 
 import httpx
@@ -11,13 +11,14 @@ from mock_server import MockServer, make_event
 
 from audit_ingest_sdk import AuditClient, AuditIngestError, ServerError
 from audit_ingest_sdk.errors import error_from_response, parse_retry_after
+from audit_ingest_sdk.models import UTC
 
 
 def test_retry_after_in_seconds_or_as_an_http_date() -> None:
     assert parse_retry_after("7") == 7.0
     assert parse_retry_after(" 1.5 ") == 1.5
     assert parse_retry_after("-3") == 0.0
-    soon = datetime.now(timezone.utc) + timedelta(seconds=30)
+    soon = datetime.now(UTC) + timedelta(seconds=30)
     from_date = parse_retry_after(format_datetime(soon, usegmt=True))
     assert from_date is not None
     assert 25 <= from_date <= 30

@@ -10,6 +10,7 @@ import pytest
 from mock_server import make_event
 
 from audit_ingest_sdk import Action, Actor, AuditEvent, Resource, Result
+from audit_ingest_sdk.models import UTC
 from audit_ingest_sdk.prepare import prepare_batch, prepare_event
 
 
@@ -42,13 +43,13 @@ def test_naive_timestamps_are_refused() -> None:
 
 
 def test_prepare_adds_a_uuid4_key_and_the_current_time_once() -> None:
-    before = datetime.now(timezone.utc) - timedelta(seconds=1)
+    before = datetime.now(UTC) - timedelta(seconds=1)
     prepared = prepare_event(make_event())
     payload = prepared.payload
     assert uuid.UUID(prepared.idempotency_key).version == 4
     assert payload["idempotency_key"] == prepared.idempotency_key
     stamped = datetime.fromisoformat(payload["timestamp"].replace("Z", "+00:00"))
-    assert before <= stamped <= datetime.now(timezone.utc)
+    assert before <= stamped <= datetime.now(UTC)
     assert prepare_event(make_event()).idempotency_key != prepared.idempotency_key
 
 

@@ -145,11 +145,15 @@ class AsyncBatchingClient:
 
     def _start(self) -> asyncio.Event:
         if self._wakeup is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                raise RuntimeError(
+                    "AsyncBatchingClient.enqueue must be called from a running event loop"
+                ) from None
             self._wakeup = asyncio.Event()
             self._progress = asyncio.Condition()
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="audit-ingest-batcher"
-            )
+            self._task = loop.create_task(self._run(), name="audit-ingest-batcher")
         return self._wakeup
 
     def _due_batch(self) -> tuple[list[PreparedEvent] | None, float | None]:
@@ -180,7 +184,7 @@ class AsyncBatchingClient:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(wakeup.wait(), wait)
                 continue
-            accepted, failures = await deliver_splitting(self._client.deliver, batch)
+            accepted, failures = await deliver_splitting(self._client._deliver, batch)
             self._options.report(failures)
             self._accepted += accepted
             self._rejected += len(failures)

@@ -91,9 +91,9 @@ class AsyncAuditClient:
 
     async def send_batch(self, events: Iterable[EventInput]) -> BatchResult:
         """POST 1 to 1000 events as one batch (see `AuditClient.send_batch`)."""
-        return await self.deliver(prepare_batch(events, stamp_time=self._config.stamp_time))
+        return await self._deliver(prepare_batch(events, stamp_time=self._config.stamp_time))
 
-    async def deliver(self, events: Sequence[PreparedEvent]) -> BatchResult:
+    async def _deliver(self, events: Sequence[PreparedEvent]) -> BatchResult:
         """Send already prepared events as one batch (what `send_batch` and batchers use)."""
         delivery = BatchDelivery(events)
         attempts = 0

@@ -195,7 +195,7 @@ class BatchingClient:
                 self._cond.notify_all()
 
     def _deliver(self, batch: list[PreparedEvent]) -> tuple[int, list[FailedEvent]]:
-        return deliver_splitting(self._client.deliver, batch)
+        return deliver_splitting(self._client._deliver, batch)
 
 
 def deliver_splitting(

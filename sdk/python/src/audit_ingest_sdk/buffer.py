@@ -90,8 +90,8 @@ class BatcherStats:
     """A snapshot of a batcher's counters (events unless said otherwise).
 
     `enqueued` were taken in; `accepted` are stored; `rejected` were handed to `on_error`;
-    `dropped` were refused by a full queue; `queued` wait to be sent; `batches` requests-worth
-    of batches were delivered.
+    `dropped` were refused by a full queue; `queued` wait to be sent. `batches` counts the
+    batches taken from the queue and sent (their retries and 413 halves are not counted).
     """
 
     enqueued: int

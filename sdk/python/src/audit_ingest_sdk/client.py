@@ -113,9 +113,9 @@ class AuditClient:
         idempotency keys) within the retry policy. Raises like `send` when the batch as a
         whole fails (`ValidationError` when no event is valid).
         """
-        return self.deliver(prepare_batch(events, stamp_time=self._config.stamp_time))
+        return self._deliver(prepare_batch(events, stamp_time=self._config.stamp_time))
 
-    def deliver(self, events: Sequence[PreparedEvent]) -> BatchResult:
+    def _deliver(self, events: Sequence[PreparedEvent]) -> BatchResult:
         """Send already prepared events as one batch (what `send_batch` and batchers use)."""
         delivery = BatchDelivery(events)
         attempts = 0
