@@ -43,8 +43,9 @@ typecheck: install ## mypy --strict on the library.
 	$(RUN) mypy
 
 .PHONY: test-unit
-test-unit: install ## Unit tier: pure code, fakes only, no I/O.
+test-unit: install ## Unit tier: pure code, fakes only, no I/O (the service and the SDK).
 	$(RUN) pytest tests/unit -q
+	$(RUN) pytest sdk/python/tests -q
 
 .PHONY: test-integration
 test-integration: install ## Integration tier: real PostgreSQL, Redis and Kafka.
@@ -63,8 +64,13 @@ test-deploy: check-deploy ## Deployment tier: check-deploy on broken manifests, 
 	$(RUN) pytest tests/deploy -q
 
 .PHONY: test
-test: lint typecheck test-unit check-deploy test-deploy ## Every tier (the stack starts once for integration and e2e).
-	$(RUN) pytest tests/integration tests/e2e -q
+test: lint typecheck test-unit check-deploy test-deploy ## Every tier (one stack for integration, e2e, SDK).
+	$(RUN) pytest tests/integration tests/e2e tests/sdk -q
+
+.PHONY: test-sdk
+test-sdk: install ## Python SDK: unit tests (MockTransport), then against a real stack through a fault proxy.
+	$(RUN) pytest sdk/python/tests -q
+	$(RUN) pytest tests/sdk -q
 
 .PHONY: clean
 clean: ## Remove local state (.dev: databases, Kafka logs) and caches.
