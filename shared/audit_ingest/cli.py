@@ -476,14 +476,15 @@ def dlq_replay(
     if len(partitions) != len(offsets):
         raise click.UsageError("give --partition and --offset in pairs")
     matches = dlq_ops.DlqFilter(tenant=tenant, reason=reason, request_id=request_id, since=since)
+    missing: list[str] = []
     try:
         with _reader(settings) as reader:
             if partitions:
                 wanted = list(zip(partitions, offsets, strict=True))
                 found = reader.fetch(wanted)
-                for partition, offset in wanted:
-                    if (partition, offset) not in found:
-                        click.echo(f"{partition}@{offset}: no such record", err=True)
+                missing = [f"{p}@{o}" for p, o in wanted if (p, o) not in found]
+                for position in missing:
+                    click.echo(f"{position}: no such record", err=True)
                 letters, matched = dlq_ops.select_oldest(found.values(), matches, limit=limit)
             else:
                 letters, matched = dlq_ops.select_oldest(
@@ -493,6 +494,8 @@ def dlq_replay(
         raise click.ClickException(f"cannot read {settings.kafka_dlq_topic}: {exc}") from None
     if not letters:
         click.echo("no dead letters match")
+        if missing:
+            raise click.exceptions.Exit(1)
         return
     more = f" (the oldest {len(letters)} of {matched} matching)" if matched > len(letters) else ""
     click.echo(f"{len(letters)} record(s) selected{more}:")
@@ -527,13 +530,16 @@ def dlq_replay(
             f"still invalid {report.count('still_invalid')}"
         )
         return
+    not_reached = len(letters) - len(report.results)
     click.echo(
         f"replayed {report.count('replayed')}, "
         f"already replayed {report.count('already_replayed')}, "
         f"still invalid {report.count('still_invalid')}, "
-        f"failed {report.count('failed')}"
+        f"failed {report.count('failed')}" + (f", not reached {not_reached}" if not_reached else "")
     )
-    if report.count("failed"):
+    if report.aborted:
+        raise click.ClickException(f"stopped: {report.aborted}")
+    if report.count("failed") or missing:
         raise click.exceptions.Exit(1)
 
 

@@ -21,7 +21,6 @@ reported, and never written to the dead-letter topic again.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,8 +55,6 @@ from audit_ingest.ports import Delivery, IdempotencyStore, Publisher
 from audit_ingest.service import SINK_CODES, Accepted, IngestService
 from audit_ingest.settings import Settings
 
-log = logging.getLogger(__name__)
-
 REPLAY_FUNCTION = "dlq-replay"
 KEY_REUSED = FieldError(
     "idempotency_key",
@@ -91,6 +88,8 @@ class ReplayResult:
 @dataclass
 class ReplayReport:
     results: list[ReplayResult] = field(default_factory=list)
+    # Set when the replay stopped early (the idempotency store did not answer): why.
+    aborted: str | None = None
 
     def count(self, status: Status) -> int:
         return sum(1 for result in self.results if result.status == status)
@@ -143,13 +142,11 @@ class _KeepDeadLetters:
     def __init__(self, inner: Publisher, dlq_topic: str) -> None:
         self._inner = inner
         self._dlq_topic = dlq_topic
-        self.withheld: list[KafkaRecord] = []
 
     async def publish(self, records: Sequence[KafkaRecord], timeout: float) -> list[Delivery]:
         return await self._inner.publish(records, timeout)
 
     def publish_nowait(self, records: Sequence[KafkaRecord]) -> None:
-        self.withheld.extend(r for r in records if r.topic == self._dlq_topic)
         others = [r for r in records if r.topic != self._dlq_topic]
         if others:
             self._inner.publish_nowait(others)
@@ -263,7 +260,11 @@ class Replayer:
     ) -> ReplayReport:
         report = ReplayReport()
         for letter in letters:
-            result = await self.replay(letter)
+            try:
+                result = await self.replay(letter)
+            except ReplayAborted as exc:
+                report.aborted = str(exc)
+                break
             report.results.append(result)
             progress(result)
         return report
