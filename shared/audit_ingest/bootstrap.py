@@ -14,21 +14,14 @@ import threading
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uuid6 import uuid7
 
 from audit_ingest.adapters.kafka import KafkaPublisher
-from audit_ingest.adapters.postgres import PostgresKeyStore
 from audit_ingest.adapters.redis_idempotency import RedisIdempotencyStore
 from audit_ingest.adapters.redis_limiter import RedisRateLimiter
 from audit_ingest.auth import Authenticator, GatewayAuthenticator, InlineAuthenticator
-from audit_ingest.auth_eventing import (
-    ClusterJwks,
-    EventingAuthenticator,
-    KeyIdLookup,
-    KeysById,
-)
 from audit_ingest.domain.enrichment import Processing
 from audit_ingest.domain.limits import Limits
 from audit_ingest.keycache import KeyResolver
@@ -36,6 +29,9 @@ from audit_ingest.logs import configure_logging
 from audit_ingest.ports import IdempotencyStore, KeyStore, Publisher, RateLimiter
 from audit_ingest.service import IngestService
 from audit_ingest.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from audit_ingest.auth_eventing import EventingAuthenticator
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +90,10 @@ class IngestApp:
 
 
 def build_key_store(settings: Settings) -> KeyStore:
+    # Imported here: gateway-mode functions never need a key store, nor psycopg's import time
+    # on their cold start.
+    from audit_ingest.adapters.postgres import PostgresKeyStore
+
     return PostgresKeyStore(
         settings.database_url.get_secret_value(),
         max_size=settings.database_pool_max,
@@ -113,6 +113,13 @@ def build_resolver(settings: Settings, key_store: KeyStore) -> KeyResolver:
 
 def build_eventing_authenticator(settings: Settings, key_store: KeyStore) -> EventingAuthenticator:
     """Eventing mode: the cluster's JWKS, the sender bindings, keys looked up by id."""
+    from audit_ingest.auth_eventing import (
+        ClusterJwks,
+        EventingAuthenticator,
+        KeyIdLookup,
+        KeysById,
+    )
+
     if not isinstance(key_store, KeysById):
         raise TypeError("AUTH_MODE=eventing needs a key store that finds keys by id")
     # Settings refuses eventing mode without either.

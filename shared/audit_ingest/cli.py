@@ -101,7 +101,7 @@ def topics_create(
         TopicSpec(settings.kafka_topic, partitions, replication_factor, config),
         TopicSpec(settings.kafka_dlq_topic, partitions, replication_factor, config),
     ]
-    for name, state in create_topics(settings.kafka_bootstrap_servers, specs).items():
+    for name, state in create_topics(client_config(settings), specs).items():
         click.echo(f"{name}: {state}")
 
 
@@ -129,7 +129,7 @@ def events_tail(
     settings = _settings(ctx)
     topic = settings.kafka_dlq_topic if dlq else settings.kafka_topic
     for record in read_records(
-        settings.kafka_bootstrap_servers,
+        client_config(settings),
         topic,
         from_beginning=from_beginning,
         limit=limit,

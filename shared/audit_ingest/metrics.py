@@ -59,3 +59,8 @@ DLQ_RECORDS = Counter(
     "Records sent to the dead-letter topic, by reason (validation_failed, produce_failed).",
     ["reason"],
 )
+DEPENDENCY_ERRORS = Counter(
+    "audit_ingest_dependency_errors_total",
+    "Requests answered 503 because a dependency failed, by dependency (key_store, broker).",
+    ["dependency"],
+)

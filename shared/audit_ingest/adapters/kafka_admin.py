@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -16,9 +17,17 @@ class TopicSpec:
     config: dict[str, str]
 
 
-def create_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 30.0) -> dict[str, str]:
-    """Create each topic unless it exists; returns name -> "created" | "exists"."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+def create_topics(
+    connection: str | dict[str, Any], specs: list[TopicSpec], timeout: float = 30.0
+) -> dict[str, str]:
+    """Create each topic unless it exists; returns name -> "created" | "exists".
+
+    :param connection: librdkafka connection settings (brokers, security, SASL), or just the
+        bootstrap servers of an unsecured cluster.
+    """
+    if isinstance(connection, str):
+        connection = {"bootstrap.servers": connection}
+    admin = AdminClient(connection)
     futures = admin.create_topics(
         [
             NewTopic(

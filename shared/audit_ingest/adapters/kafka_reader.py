@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
@@ -20,7 +21,12 @@ class StoredRecord:
 
 
 def read_records(
-    bootstrap: str, topic: str, *, from_beginning: bool, limit: int, idle_seconds: float
+    connection: dict[str, Any],
+    topic: str,
+    *,
+    from_beginning: bool,
+    limit: int,
+    idle_seconds: float,
 ) -> Iterator[StoredRecord]:
     """Yield up to `limit` records; stop after `idle_seconds` without a new one.
 
@@ -28,7 +34,7 @@ def read_records(
     """
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **connection,
             "group.id": f"audit-ingest-tail-{uuid.uuid4()}",
             "enable.auto.commit": False,
         }

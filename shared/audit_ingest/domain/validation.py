@@ -15,6 +15,7 @@ from audit_ingest.domain.timestamps import parse_rfc3339
 from audit_ingest.errors import FieldError, InvalidEvent
 
 _FREE_FORM_FIELDS = ("context", "metadata")
+_CONTAINERS = (dict, list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,13 +140,31 @@ def _free_form_errors(raw: dict[str, Any], limits: Limits) -> list[FieldError]:
     for name in _FREE_FORM_FIELDS:
         value = raw.get(name)
         if isinstance(value, dict):
-            _walk(value, name, 2, limits, errors)
+            _walk(value, (name,), 2, limits, errors)
     return errors
 
 
-def _walk(value: object, path: str, depth: int, limits: Limits, errors: list[FieldError]) -> None:
-    """Report nesting deeper than the limit and strings longer than the limit (first of each)."""
+def _render(parts: tuple[str | int, ...]) -> str:
+    path = str(parts[0])
+    for part in parts[1:]:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _walk(
+    value: object,
+    parts: tuple[str | int, ...],
+    depth: int,
+    limits: Limits,
+    errors: list[FieldError],
+) -> None:
+    """Report nesting deeper than the limit and strings longer than the limit.
+
+    Only containers, long strings and values past the depth limit are visited, and a path is
+    spelled out only for an error: most of `context` is scalars within bounds.
+    """
     if depth > limits.max_depth:
+        path = _render(parts)
         errors.append(
             FieldError(
                 path,
@@ -154,17 +173,19 @@ def _walk(value: object, path: str, depth: int, limits: Limits, errors: list[Fie
             )
         )
         return
+    longest = limits.max_string_length
+    deep = depth + 1 > limits.max_depth
     if isinstance(value, dict):
-        for key, item in value.items():
-            _walk(item, f"{path}.{key}", depth + 1, limits, errors)
+        items: Any = value.items()
     elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _walk(item, f"{path}[{index}]", depth + 1, limits, errors)
-    elif isinstance(value, str) and len(value) > limits.max_string_length:
-        errors.append(
-            FieldError(
-                path,
-                f"{path} must be at most {limits.max_string_length} characters.",
-                "too_long",
+        items = enumerate(value)
+    else:
+        if isinstance(value, str) and len(value) > longest:
+            path = _render(parts)
+            errors.append(
+                FieldError(path, f"{path} must be at most {longest} characters.", "too_long")
             )
-        )
+        return
+    for key, item in items:
+        if deep or isinstance(item, _CONTAINERS) or (isinstance(item, str) and len(item) > longest):
+            _walk(item, (*parts, key), depth + 1, limits, errors)

@@ -25,6 +25,7 @@ from audit_ingest.domain.ratelimit import rate_headers
 from audit_ingest.domain.timestamps import format_rfc3339_ms
 from audit_ingest.errors import (
     AuditError,
+    KeyStoreUnavailable,
     MalformedBody,
     RateLimited,
     SinkUnavailable,
@@ -46,6 +47,7 @@ from audit_ingest.logs import log_request
 from audit_ingest.service import SINK_CODES, Accepted, Outcome
 
 log = logging.getLogger(__name__)
+_OPERATIONAL = (Operation.HEALTH, Operation.READY, Operation.METRICS)
 JSON = "application/json"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -77,6 +79,10 @@ async def serve(request: Request, endpoint: Endpoint, app: IngestApp | None = No
         else:
             response = Response(generate_latest(), headers=headers, media_type=CONTENT_TYPE_LATEST)
     except AuditError as error:
+        if isinstance(error, KeyStoreUnavailable):
+            metrics.DEPENDENCY_ERRORS.labels("key_store").inc()
+        elif isinstance(error, SinkUnavailable):
+            metrics.DEPENDENCY_ERRORS.labels("broker").inc()
         retry_after = app.settings.retry_after_seconds if app else 2
         response = problem_response(
             error, instance=request.url.path, headers=headers, retry_after=retry_after
@@ -88,8 +94,9 @@ async def serve(request: Request, endpoint: Endpoint, app: IngestApp | None = No
         response = internal_error_response(instance=request.url.path, headers=headers)
     label = endpoint.name.lower()
     elapsed = time.perf_counter() - started
-    metrics.REQUESTS.labels(label, str(response.status_code)).inc()
-    metrics.REQUEST_SECONDS.labels(label, str(response.status_code)).observe(elapsed)
+    if operation not in _OPERATIONAL:  # probes and scrapes would drown the request figures
+        metrics.REQUESTS.labels(label, str(response.status_code)).inc()
+        metrics.REQUEST_SECONDS.labels(label, str(response.status_code)).observe(elapsed)
     if operation is not Operation.HEALTH and operation is not Operation.METRICS:
         log_request(
             {
