@@ -363,6 +363,7 @@ class IngestService:
             request_id=request.request_id,
             received_at=format_rfc3339_ms(request.received_at),
             api_key_id=principal.api_key_id,
+            origin=envelope.origin,
         )
 
 

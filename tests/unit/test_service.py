@@ -105,3 +105,20 @@ async def test_cloudevent_time_is_the_default_timestamp() -> None:
     values = [orjson.loads(record.value) for record in publisher.published]
     assert values[0]["timestamp"] == "2024-12-05T08:00:00.000Z"  # from the CloudEvent
     assert values[1]["timestamp"] == "2024-12-01T00:00:00.000Z"  # the event's own wins
+
+
+async def test_dead_letters_keep_the_cloudevent_attributes() -> None:
+    from audit_ingest.domain.envelope import CloudEventOrigin
+
+    publisher = FakePublisher()
+    origin = CloudEventOrigin(id="ce-1", source="/crm", type="com.crm.x", subject="u-1")
+    await service(publisher).ingest([Envelope({"actor": 1}, origin=origin)], PRINCIPAL, REQUEST)
+    (letter,) = publisher.dead_letters
+    headers = dict(letter.headers)
+    assert (headers["dlq_ce_id"], headers["dlq_ce_source"], headers["dlq_ce_type"]) == (
+        b"ce-1",
+        b"/crm",
+        b"com.crm.x",
+    )
+    assert headers["dlq_ce_subject"] == b"u-1" and "dlq_ce_time" not in headers
+    assert headers["dlq_api_key_id"] == b"key-1"

@@ -15,6 +15,7 @@ import orjson
 from cloudevents.http import CloudEvent
 from cloudevents.kafka import to_binary
 
+from audit_ingest.domain.envelope import CloudEventOrigin
 from audit_ingest.domain.principal import Principal
 from audit_ingest.errors import FieldError
 
@@ -82,8 +83,28 @@ def build_dead_letter(
     request_id: str,
     received_at: str,
     api_key_id: str = "",
+    origin: CloudEventOrigin | None = None,
 ) -> KafkaRecord:
-    """A dead-letter record: the original bytes untouched, the why in headers."""
+    """A dead-letter record: the event as sent, the why in headers.
+
+    `original` is the request body for a plain JSON or binary-mode CloudEvent request, and the
+    event re-encoded as JSON for a batch item or a structured CloudEvent's `data`. When the
+    event came as a CloudEvent its attributes travel in `dlq_ce_*` headers, so a replay can
+    restore them.
+    """
+    ce_headers: tuple[tuple[str, bytes], ...] = ()
+    if origin is not None:
+        ce_headers = tuple(
+            (f"dlq_ce_{name}", value.encode())
+            for name, value in (
+                ("id", origin.id),
+                ("source", origin.source),
+                ("type", origin.type),
+                ("time", origin.time),
+                ("subject", origin.subject),
+            )
+            if value is not None
+        )
     headers: tuple[tuple[str, bytes], ...] = (
         ("dlq_reason", reason.encode()),
         ("dlq_errors", orjson.dumps([error.as_dict() for error in errors])),
@@ -92,5 +113,6 @@ def build_dead_letter(
         ("dlq_request_id", request_id.encode()),
         ("dlq_received_at", received_at.encode()),
         ("content-type", CONTENT_TYPE.encode()),
+        *ce_headers,
     )
     return KafkaRecord(topic=topic, key=tenant_id.encode(), value=original, headers=headers)

@@ -31,5 +31,6 @@ def parse_rfc3339(text: str) -> datetime:
 
 def format_rfc3339_ms(moment: datetime) -> str:
     """Format as UTC with millisecond precision and a `Z`, e.g. ``2024-12-05T10:00:00.123Z``."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # isoformat truncates to milliseconds (as `microsecond // 1000` would) and always writes a
+    # four-digit year; it is also about twice as fast as strftime, on every event's hot path.
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"

@@ -39,6 +39,8 @@ class DeadLetter:
     request_id: str
     received_at: str
     value: bytes
+    # The CloudEvent attributes the event arrived with (dlq_ce_* headers), when it did.
+    cloudevent: dict[str, str] = field(default_factory=dict)
 
     @property
     def position(self) -> str:
@@ -89,6 +91,11 @@ def parse_dead_letter(
         request_id=found.get("dlq_request_id", ""),
         received_at=found.get("dlq_received_at", ""),
         value=value,
+        cloudevent={
+            name.removeprefix("dlq_ce_"): text
+            for name, text in found.items()
+            if name.startswith("dlq_ce_")
+        },
     )
 
 

@@ -35,7 +35,7 @@ from audit_ingest.adapters.kafka import KafkaPublisher
 from audit_ingest.adapters.redis_idempotency import RedisIdempotencyStore
 from audit_ingest.bootstrap import package_version, producer_config
 from audit_ingest.domain.enrichment import Processing, RequestContext
-from audit_ingest.domain.envelope import Envelope
+from audit_ingest.domain.envelope import CloudEventOrigin, Envelope
 from audit_ingest.domain.idempotency import (
     Claim,
     ClaimState,
@@ -132,7 +132,21 @@ def _envelope(letter: DeadLetter) -> Envelope | FieldError:
         payload = orjson.loads(letter.value)
     except orjson.JSONDecodeError as exc:
         return FieldError("", f"The original bytes are not valid JSON: {exc}.", "malformed_body")
-    return Envelope(payload=payload, raw=letter.value)
+    return Envelope(payload=payload, raw=letter.value, origin=_origin(letter))
+
+
+def _origin(letter: DeadLetter) -> CloudEventOrigin | None:
+    """The CloudEvent the event arrived in, restored from the dead letter's dlq_ce_* headers."""
+    attributes = letter.cloudevent
+    if not all(attributes.get(name) for name in ("id", "source", "type")):
+        return None
+    return CloudEventOrigin(
+        id=attributes["id"],
+        source=attributes["source"],
+        type=attributes["type"],
+        time=attributes.get("time"),
+        subject=attributes.get("subject"),
+    )
 
 
 class _KeepDeadLetters:
