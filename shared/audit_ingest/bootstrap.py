@@ -27,6 +27,7 @@ from audit_ingest.domain.limits import Limits
 from audit_ingest.keycache import KeyResolver
 from audit_ingest.logs import configure_logging
 from audit_ingest.ports import IdempotencyStore, KeyStore, Publisher, RateLimiter
+from audit_ingest.runtime import tune_gc
 from audit_ingest.service import IngestService
 from audit_ingest.settings import Settings, get_settings
 
@@ -61,6 +62,10 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "request.timeout.ms": settings.kafka_request_timeout_ms,
         "queue.buffering.max.messages": settings.kafka_queue_max_messages,
         "socket.keepalive.enable": True,
+        # Small produce requests must not wait for the previous one's TCP ACK (Nagle): measured
+        # on the bench, p99 of one awaited record 7.9 -> 5.6 ms, of a 100-record flush 3.9 ->
+        # 2.7 ms, and 1.5x the flat-out rate (docs/benchmarks.md).
+        "socket.nagle.disable": True,
         "security.protocol": settings.kafka_security_protocol,
     }
     if settings.kafka_sasl_mechanism:
@@ -217,6 +222,7 @@ def get_app() -> IngestApp:
                 configure_logging(settings.log_level)
                 app = build_app(settings)
                 _install_shutdown(app)
+                tune_gc()  # after the build: the app's long-lived objects are frozen too
                 _app = app
     return _app
 

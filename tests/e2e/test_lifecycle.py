@@ -1,43 +1,57 @@
-"""A function process under SIGTERM: in-flight requests answered, producer flushed, exit 0."""
+"""A function process under SIGTERM: in-flight requests answered, producer flushed, exit 0.
+
+Under keep-alive, a request can race the server closing an idle connection: it leaves the
+client as the server hangs up, and the client sees the connection closed without an answer.
+Such a request was never read, so it was never processed: the test proves exactly that by
+looking for it in the topic. A request the server read and did not answer would be a defect.
+"""
 
 from __future__ import annotations
 
 import threading
+import uuid
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 
+from audit_ingest.settings import Settings
 from tests.e2e.conftest import start_function, stop_function
-from tests.stack import KeyFactory
+from tests.stack import KeyFactory, TopicReader
 from tests.unit.test_validation import seed_event
 
 pytestmark = pytest.mark.e2e
 
 
 def test_sigterm_drains_and_exits_zero(
-    function_env: dict[str, str], log_dir: Path, issue_key: KeyFactory
+    function_env: dict[str, str], log_dir: Path, issue_key: KeyFactory, settings: Settings
 ) -> None:
     function = start_function("ingest_event", {**function_env, "K_SERVICE": "sigterm"}, log_dir)
-    key = issue_key().secret
+    issued = issue_key()
     statuses: list[int] = []
+    raced: list[str] = []  # markers of requests closed without an answer
     errors: list[str] = []
     stop = threading.Event()
 
     def load() -> None:
         with httpx.Client(timeout=20) as client:
             while not stop.is_set():
+                marker = str(uuid.uuid4())
+                event = seed_event(context={"marker": marker})
                 try:
                     response = client.post(
                         f"{function.url}/v1/events",
-                        content=orjson.dumps(seed_event()),
-                        headers={"content-type": "application/json", "x-api-key": key},
+                        content=orjson.dumps(event),
+                        headers={"content-type": "application/json", "x-api-key": issued.secret},
                     )
                     statuses.append(response.status_code)
                 except httpx.ConnectError:  # refused: the listener closed; nothing was sent
                     return
-                except httpx.TransportError as exc:  # sent, but never answered: a defect
+                except httpx.RemoteProtocolError:  # closed without an answer: checked below
+                    raced.append(marker)
+                    return
+                except httpx.TransportError as exc:  # a timeout or reset mid-answer: a defect
                     errors.append(repr(exc))
                     return
 
@@ -54,3 +68,14 @@ def test_sigterm_drains_and_exits_zero(
     assert statuses and set(statuses) == {202}, set(statuses)
     assert errors == [], errors
     assert "undelivered" not in function.output()
+
+    reader = TopicReader(settings.kafka_bootstrap_servers, settings.kafka_topic)
+    try:
+        tenant = issued.stored.tenant_id.encode()
+        reader.read_until(lambda seen: sum(m.key() == tenant for m in seen) >= len(statuses))
+        stored = [orjson.loads(m.value()) for m in reader.drain() if m.key() == tenant]
+    finally:
+        reader.close()
+    assert len(stored) == len(statuses)  # every 202 stored, nothing else
+    markers = {value["context"]["marker"] for value in stored}
+    assert not markers & set(raced), "a request closed without an answer was processed"

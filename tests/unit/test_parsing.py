@@ -160,3 +160,55 @@ def test_cloudevent_time_must_be_rfc3339(time: object) -> None:
         parse_single(
             {"content-type": "application/cloudevents+json"}, orjson.dumps(structured(time=time))
         )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"actor": {"id": "a"}, "actor": {"id": "mallory"}}', "appears twice"),
+        (b'{"context": {"n": 18446744073709551616}}', "beyond 64 bits"),
+        (b'{"context": {"n": -9223372036854775809}}', "beyond 64 bits"),
+        (b'{"context": {"n": 1' + b"0" * 300 + b"}}", "beyond 64 bits"),
+        (b'{"context": {"n": 1' + b"0" * 5000 + b"}}", "not valid JSON"),  # orjson: infinity
+    ],
+)
+def test_ambiguous_json_is_refused(body: bytes, message: str) -> None:
+    with pytest.raises(MalformedBody, match=message):
+        parse_single({"content-type": "application/json"}, body)
+
+
+def test_64_bit_integers_are_kept_exact() -> None:
+    body = b'{"context": {"max": 18446744073709551615, "min": -9223372036854775808}}'
+    envelope = parse_single({"content-type": "application/json"}, body)
+    assert envelope.payload == {"context": {"max": 2**64 - 1, "min": -(2**63)}}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"specversion": ["1.0"]}, "specversion"),
+        ({"specversion": "0.3"}, "specversion"),
+        ({"id": 7}, "id"),
+        ({"datacontenttype": 5}, "datacontenttype"),
+        ({"datacontenttype": {}}, "datacontenttype"),
+    ],
+)
+def test_structured_cloudevent_attribute_types(changes: dict[str, object], field: str) -> None:
+    with pytest.raises(MalformedBody) as caught:
+        parse_single(
+            {"content-type": "application/cloudevents+json"}, orjson.dumps(structured(**changes))
+        )
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize("encoded", ["é", 12, "bm90IGpzb24=", "e30gZXh0cmE="])
+def test_bad_data_base64_is_400(encoded: object) -> None:
+    document = structured(data_base64=encoded)
+    del document["data"]
+    with pytest.raises(MalformedBody, match="data_base64"):
+        parse_single({"content-type": "application/cloudevents+json"}, orjson.dumps(document))
+
+
+def test_binary_mode_accepts_only_specversion_1() -> None:
+    with pytest.raises(MalformedBody, match=r"1\.0"):
+        parse_single({**CE_HEADERS, "ce-specversion": "0.3"}, BODY)

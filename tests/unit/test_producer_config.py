@@ -20,6 +20,11 @@ def test_batching_is_a_ceiling_not_a_linger() -> None:
     assert config["message.timeout.ms"] == Settings().kafka_delivery_timeout_ms
 
 
+def test_small_requests_are_sent_at_once() -> None:
+    # Nagle would hold a small produce request until the previous one is ACKed.
+    assert producer_config(Settings())["socket.nagle.disable"] is True
+
+
 def test_sasl_credentials_are_passed_only_when_configured() -> None:
     assert "sasl.mechanism" not in producer_config(Settings())
     config = producer_config(

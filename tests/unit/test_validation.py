@@ -122,3 +122,46 @@ def test_non_object_event() -> None:
 def test_all_errors_reported_together() -> None:
     raw = seed_event(actor={"id": 1}, timestamp="nope", tenant_id="x", extra=True)
     assert set(errors_of(raw)) == {"actor.id", "extra"}  # schema errors first, in one answer
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_timestamps_beyond_the_representable_range(stamp: str) -> None:
+    assert errors_of(seed_event(timestamp=stamp)) in (
+        {"timestamp": "invalid_timestamp"},
+        {"timestamp": "timestamp_in_future"},
+    )
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "svc@corp.local",
+        "root@localhost",
+        "ci@host.test",
+        '"first last"@example.com',
+        "User@Example.COM",
+    ],
+)
+def test_internal_addresses_are_accepted_and_stored_as_sent(address: str) -> None:
+    valid = validate_event(
+        seed_event(actor={"id": "u", "email": address}),
+        tenant_id="t1",
+        received_at=NOW,
+        limits=LIMITS,
+    )
+    assert valid.event.actor.email == address
+
+
+@pytest.mark.parametrize("address", ["x@@y", "no-at-sign", "a@b..c", "a" * 321 + "@x.io"])
+def test_invalid_addresses_are_refused(address: str) -> None:
+    assert errors_of(seed_event(actor={"id": "u", "email": address})) in (
+        {"actor.email": "invalid_email"},
+        {"actor.email": "too_long"},
+    )
+
+
+def test_keys_that_read_as_paths_are_quoted() -> None:
+    errors = errors_of(seed_event(**{"": 1, "a.b": 2}))
+    assert errors == {'[""]': "unknown_field", '["a.b"]': "unknown_field"}
+    deep = errors_of(seed_event(metadata={"x.y": "z" * 51}))
+    assert deep == {'metadata["x.y"]': "too_long"}

@@ -13,8 +13,12 @@
 //
 // Any other apiVersion/kind is an error: a typo in a kind must not pass unnoticed.
 //
-// Usage: knative-validate FILE... ("-" reads standard input). Prints one line per problem and
-// exits 1 when there is any, else prints a summary and exits 0.
+// Every ConfigMap, Secret and ServiceAccount a Knative Service's or Job's pod template refers
+// to must be among the manifests (or named with -external): this catches the generated names
+// kustomize did not rewrite inside a CRD.
+//
+// Usage: knative-validate [-external Kind/ns/name]... FILE... ("-" reads standard input).
+// Prints one line per problem and exits 1 when there is any, else a summary and exits 0.
 package main
 
 import (
@@ -22,12 +26,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"sort"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -56,9 +62,9 @@ type header struct {
 
 // knativeKinds maps apiVersion/kind to a constructor of the Knative Go type.
 var knativeKinds = map[string]func() knativeObject{
-	"serving.knative.dev/v1/Service":         func() knativeObject { return &servingv1.Service{} },
-	"eventing.knative.dev/v1/Broker":         func() knativeObject { return &eventingv1.Broker{} },
-	"eventing.knative.dev/v1/Trigger":        func() knativeObject { return &eventingv1.Trigger{} },
+	"serving.knative.dev/v1/Service":  func() knativeObject { return &servingv1.Service{} },
+	"eventing.knative.dev/v1/Broker":  func() knativeObject { return &eventingv1.Broker{} },
+	"eventing.knative.dev/v1/Trigger": func() knativeObject { return &eventingv1.Trigger{} },
 	"eventing.knative.dev/v1alpha1/EventPolicy": func() knativeObject {
 		return &eventingv1alpha1.EventPolicy{}
 	},
@@ -66,46 +72,64 @@ var knativeKinds = map[string]func() knativeObject{
 
 var strictCore = serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
 
-// validationContext mirrors the cluster this project documents (docs/deploy.md): Eventing's
-// authentication-oidc feature enabled, everything else at Knative's defaults.
+// clusterFeatures mirrors the cluster docs/deploy.md sets up: Eventing's config-features at
+// its defaults, plus authentication-oidc.
+var clusterFeatures = map[string]string{feature.OIDCAuthentication: "enabled"}
+
 func validationContext() context.Context {
 	ctx := apis.WithinCreate(context.Background())
-	return feature.ToContext(ctx, feature.Flags{feature.OIDCAuthentication: feature.Enabled})
+	flags, err := feature.NewFlagsConfigFromMap(clusterFeatures)
+	if err != nil {
+		panic(err) // a constant map: a programming error
+	}
+	return feature.ToContext(ctx, flags)
 }
 
+// validateKnative returns the webhook's errors; its warnings (for example "Kubernetes default
+// value is insecure") are errors here too: the manifests must not draw any.
 func validateKnative(doc []byte, obj knativeObject) error {
 	if err := yaml.UnmarshalStrict(doc, obj); err != nil {
 		return fmt.Errorf("decoding: %w", err)
 	}
+	// Validate sees the defaulted object; references are taken from it too.
 	ctx := validationContext()
 	obj.SetDefaults(ctx)
+	var problems []string
 	if fieldErr := obj.Validate(ctx); fieldErr != nil {
-		return errors.New(strings.ReplaceAll(fieldErr.Error(), "\n", "; "))
+		if e := fieldErr.Filter(apis.ErrorLevel); e != nil {
+			problems = append(problems, e.Error())
+		}
+		if w := fieldErr.Filter(apis.WarningLevel); w != nil {
+			problems = append(problems, "warning: "+w.Error())
+		}
 	}
-	return nil
+	if len(problems) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(problems, "; "))
 }
 
-func validateCore(doc []byte) error {
-	_, _, err := strictCore.Decode(doc, nil, nil)
-	return err
-}
-
-// validate returns the problems of one document.
-func validate(h header, doc []byte) error {
+// validate returns the decoded object (nil when it is not a typed Kubernetes object) and the
+// problems of one document.
+func validate(h header, doc []byte) (runtime.Object, error) {
 	key := h.APIVersion + "/" + h.Kind
 	if h.APIVersion == "" || h.Kind == "" {
-		return errors.New("apiVersion and kind are required")
+		return nil, errors.New("apiVersion and kind are required")
 	}
 	if h.Metadata.Name == "" {
-		return errors.New("metadata.name is required")
+		return nil, errors.New("metadata.name is required")
 	}
 	if build, ok := knativeKinds[key]; ok {
-		return validateKnative(doc, build())
+		obj := build()
+		err := validateKnative(doc, obj)
+		typed, _ := obj.(runtime.Object)
+		return typed, err
 	}
 	if key == topicAPIVersion+"/Topic" {
-		return validateTopic(doc)
+		return nil, validateTopic(doc)
 	}
-	return validateCore(doc)
+	obj, _, err := strictCore.Decode(doc, nil, nil)
+	return obj, err
 }
 
 // splitDocuments returns the non-empty YAML documents of a stream.
@@ -144,9 +168,11 @@ func open(name string) (io.ReadCloser, error) {
 	return os.Open(name)
 }
 
-func run(names []string, stdout, stderr io.Writer) int {
+func run(names []string, external map[string]bool, stdout, stderr io.Writer) int {
 	problems := 0
 	counts := map[string]int{}
+	present := map[string]bool{}
+	var refs []reference
 	for _, name := range names {
 		file, err := open(name)
 		if err != nil {
@@ -169,15 +195,23 @@ func run(names []string, stdout, stderr io.Writer) int {
 				continue
 			}
 			counts[h.Kind]++
-			if err := validate(h, doc); err != nil {
-				where := h.Metadata.Name
-				if h.Metadata.Namespace != "" {
-					where = h.Metadata.Namespace + "/" + where
-				}
-				fmt.Fprintf(stderr, "%s: %s %s: %v\n", name, h.Kind, where, err)
+			present[fmt.Sprintf("%s/%s/%s", h.Kind, h.Metadata.Namespace, h.Metadata.Name)] = true
+			where := h.Metadata.Name
+			if h.Metadata.Namespace != "" {
+				where = h.Metadata.Namespace + "/" + where
+			}
+			obj, err := validate(h, doc)
+			refs = append(refs, references(obj, fmt.Sprintf("%s: %s %s", name, h.Kind, where))...)
+			if err != nil {
+				message := strings.ReplaceAll(err.Error(), "\n", "; ")
+				fmt.Fprintf(stderr, "%s: %s %s: %s\n", name, h.Kind, where, message)
 				problems++
 			}
 		}
+	}
+	for _, problem := range dangling(refs, present, external) {
+		fmt.Fprintln(stderr, problem)
+		problems++
 	}
 	if problems > 0 {
 		fmt.Fprintf(stderr, "knative-validate: %d problem(s)\n", problems)
@@ -192,10 +226,31 @@ func run(names []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// externals collects -external Kind/namespace/name: objects the manifests refer to but
+// another process creates (for example a Secret from the platform's secret manager).
+type externals map[string]bool
+
+func (e externals) String() string { return fmt.Sprint(map[string]bool(e)) }
+
+func (e externals) Set(value string) error {
+	if strings.Count(value, "/") != 2 {
+		return fmt.Errorf("want Kind/namespace/name, got %q", value)
+	}
+	e[value] = true
+	return nil
+}
+
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: knative-validate FILE... (- for standard input)")
+	external := externals{}
+	flag.Var(external, "external", "Kind/namespace/name created outside these manifests (repeatable)")
+	flag.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: knative-validate [-external Kind/ns/name]... FILE... (- for standard input)")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() == 0 {
+		flag.Usage()
 		os.Exit(2)
 	}
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(flag.Args(), external, os.Stdout, os.Stderr))
 }

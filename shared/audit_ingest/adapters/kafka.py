@@ -2,9 +2,12 @@
 
 `confluent_kafka.aio.AIOProducer` refuses message headers, and the CloudEvents Kafka binding
 needs them, so this adapter drives the synchronous `Producer`: `produce()` from the event loop
-(it only enqueues), a daemon thread serving `poll()`, and each delivery report settling an
-asyncio future through `call_soon_threadsafe`. A request is answered only once every one of its
-records has its report (or its deadline passed), which is what makes a 202 mean "durable".
+(it only enqueues), a daemon thread serving `poll()`, and the delivery reports of one
+`publish()` call filling one slot each and, with the last, settling one asyncio future through
+`call_soon_threadsafe` (one future and one wake-up per request, not per record: a batch of 1000
+used to cost 1000 futures, 1000 thread-safe calls and an `asyncio.wait` over 1000 futures).
+A request is answered only once every one of its records has its report (or its deadline
+passed), which is what makes a 202 mean "durable".
 
 Lifecycle: the producer is built on first use, rebuilt after a fatal error of the idempotent
 producer (librdkafka cannot recover from those in place), and flushed by `close()`.
@@ -14,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import logging
 import threading
 import time
@@ -115,43 +120,40 @@ class KafkaPublisher:
 
     # -- publishing ------------------------------------------------------------------------
     async def publish(self, records: Sequence[KafkaRecord], timeout: float) -> list[Delivery]:
+        if not records:
+            return []
         loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[Delivery]] = []
         try:
             producer = self._get_producer()
         except KafkaException as exc:
             failure = Delivery(False, f"producer unavailable: {exc}")
             return [failure for _ in records]
-        for record in records:
-            future: asyncio.Future[Delivery] = loop.create_future()
-            futures.append(future)
+        awaited = _Awaited(loop.create_future(), len(records))
+        produced = 0
+        for index, record in enumerate(records):
             try:
                 producer.produce(
                     record.topic,
                     value=record.value,
                     key=record.key,
                     headers=list(record.headers),
-                    on_delivery=_settler(future),
+                    on_delivery=functools.partial(awaited.on_delivery, index),
                 )
+                produced += 1
             except BufferError:
-                future.set_result(Delivery(False, "local producer queue is full"))
+                awaited.results[index] = Delivery(False, "local producer queue is full")
             except KafkaException as exc:
                 error = exc.args[0]
                 permanent = isinstance(error, KafkaError) and _is_permanent(error)
-                future.set_result(Delivery(False, str(exc), retriable=not permanent))
-        if not futures:
-            return []
+                awaited.results[index] = Delivery(False, str(exc), retriable=not permanent)
+        awaited.seal(produced)
         started = time.perf_counter()
-        _, pending = await asyncio.wait(futures, timeout=timeout)
-        if not pending:
+        if not awaited.future.done():
+            await asyncio.wait((awaited.future,), timeout=timeout)
+        if awaited.future.done():
             KAFKA_DELIVERY_SECONDS.observe(time.perf_counter() - started)
-        results: list[Delivery] = []
-        for future in futures:
-            if future in pending:
-                results.append(Delivery(False, f"not acknowledged within {timeout:.1f} s"))
-            else:
-                results.append(future.result())
-        return results
+        late = Delivery(False, f"not acknowledged within {timeout:.1f} s")
+        return [late if result is None else result for result in list(awaited.results)]
 
     def publish_nowait(self, records: Sequence[KafkaRecord]) -> None:
         try:
@@ -179,25 +181,45 @@ class KafkaPublisher:
             return False
 
 
-def _settler(future: asyncio.Future[Delivery]) -> Any:
-    """A delivery callback (run on the poll thread) that settles `future` on its loop."""
-    loop = future.get_loop()
+_ACKNOWLEDGED = Delivery(True)
 
-    def on_delivery(error: KafkaError | None, _message: Message) -> None:
+
+class _Awaited:
+    """The delivery reports of one `publish()` call: one slot per record, one future for all.
+
+    Reports arrive on the poll thread. Each takes a ticket (`next()` on a counter is atomic),
+    as does the loop once it has produced every record; whoever takes the last ticket settles
+    the future, once, without a lock.
+    """
+
+    __slots__ = ("_last", "_tickets", "future", "results")
+
+    def __init__(self, future: asyncio.Future[None], count: int) -> None:
+        self.future = future
+        self.results: list[Delivery | None] = [None] * count
+        self._tickets = itertools.count(1)
+        self._last = 0  # set by seal(): records produced + 1 (the loop's own ticket)
+
+    def on_delivery(self, index: int, error: KafkaError | None, _message: Message) -> None:
         if error is None:
-            outcome = Delivery(True)
+            self.results[index] = _ACKNOWLEDGED
         else:
-            outcome = Delivery(False, str(error), retriable=not _is_permanent(error))
-        # A closed loop means the request is gone already: nothing is waiting for the answer.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_set_once, future, outcome)
+            self.results[index] = Delivery(False, str(error), retriable=not _is_permanent(error))
+        if next(self._tickets) == self._last:
+            # A closed loop means the request is gone already: nothing is waiting for it.
+            with contextlib.suppress(RuntimeError):
+                self.future.get_loop().call_soon_threadsafe(_set_once, self.future)
 
-    return on_delivery
+    def seal(self, produced: int) -> None:
+        """Called on the loop once `produced` records are queued (the others failed at once)."""
+        self._last = produced + 1
+        if next(self._tickets) == self._last:
+            _set_once(self.future)
 
 
-def _set_once(future: asyncio.Future[Delivery], outcome: Delivery) -> None:
+def _set_once(future: asyncio.Future[None]) -> None:  # on the future's loop
     if not future.done():
-        future.set_result(outcome)
+        future.set_result(None)
 
 
 def _log_failure(error: KafkaError | None, message: Message) -> None:

@@ -1,9 +1,16 @@
-"""The per-key rate limiter on Redis: one atomic round trip per request, fail-open.
+"""The per-key rate limiter on Redis: one atomic round trip per request at most, fail-open.
 
 A Lua script increments the key's counter for the current window and sets its expiry in one
-call (INCR + EXPIRE, atomic on the server), so every replica shares one exact count. The
+call (INCRBY + EXPIRE, atomic on the server), so every replica shares one exact count. The
 `limits` library offers the same fixed window, but reads the window's state in a second round
 trip; this script returns the count it just made.
+
+Requests that reach the limiter in the same turn of the event loop share one round trip: the
+turn's first hit yields once (no timer: nothing waits) while the others join it, each key is
+incremented once by the number of its hits, and the hits get the consecutive counts that
+increment produced, so counts stay exact. Several keys go out as one pipeline of single-key
+scripts (each script touches one key: fine on Redis Cluster). Under load this divides
+redis-py's cost per request (about 40 µs of CPU a call) by the number of requests per turn.
 
 When Redis fails or is slow (`timeout`), the limiter fails open, as audit events must not be
 dropped for want of a counter: it counts in a bounded in-process window instead (so one
@@ -14,6 +21,7 @@ one timeout per interval, not one per request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -27,11 +35,13 @@ from audit_ingest.metrics import RATE_LIMIT_DECISIONS, RATE_LIMIT_FAIL_OPEN
 
 log = logging.getLogger(__name__)
 
+# KEYS[1]: the window's counter. ARGV[1]: its ttl (s); ARGV[2]: the hits to add.
 _SCRIPT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
+if count == tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return count
 """
+_TTL = str(2 * 60)  # outlives its window; the next window uses a new key
 _KEY_PREFIX = "audit-ingest:rl:"
 
 
@@ -54,6 +64,9 @@ class RedisRateLimiter:
         self._down_until = 0.0
         self._last_log = 0.0
         self._local: LRUCache[str, tuple[int, int]] = LRUCache(maxsize=local_keys)
+        # The hits of this loop turn, gathered by the turn's first one: key -> one future each.
+        self._gathering: dict[str, list[asyncio.Future[int]]] | None = None
+        self._gathering_loop: asyncio.AbstractEventLoop | None = None
 
     def _client(self) -> Redis:
         if self._redis is None:
@@ -85,17 +98,62 @@ class RedisRateLimiter:
         return decision
 
     async def _increment(self, key: str) -> int:
+        """This hit's count in the window `key`, from a round trip shared with this loop turn.
+
+        The first hit of a turn leads: it yields once, so the hits of the other requests
+        already scheduled in this turn join it, then makes the one round trip for all of them.
+        """
+        loop = asyncio.get_running_loop()
+        gathering = self._gathering
+        if gathering is not None and self._gathering_loop is loop:
+            joined: asyncio.Future[int] = loop.create_future()
+            gathering.setdefault(key, []).append(joined)
+            return await joined
+        own: asyncio.Future[int] = loop.create_future()
+        gathered = {key: [own]}
+        self._gathering, self._gathering_loop = gathered, loop
+        try:
+            await asyncio.sleep(0)
+        except BaseException:
+            _fail(gathered, RedisError("rate-limit round trip abandoned"), own)
+            raise
+        finally:
+            self._gathering = None
+        try:
+            totals = await self._increment_by([(k, len(hits)) for k, hits in gathered.items()])
+        except BaseException as exc:
+            # Those who joined fail open too (a cancelled leader leaves them a RedisError).
+            _fail(gathered, exc if isinstance(exc, Exception) else RedisError(repr(exc)), own)
+            raise
+        for hits, total in zip(gathered.values(), totals, strict=True):
+            first = total - len(hits) + 1
+            for offset, future in enumerate(hits):
+                if not future.done():  # a request may be gone (its client disconnected)
+                    future.set_result(first + offset)
+        return own.result()
+
+    async def _increment_by(self, increments: list[tuple[str, int]]) -> list[int]:
         client = self._client()
-        ttl = str(2 * 60)  # outlives its window; the next window uses a new key
         if self._script_sha is None:
             self._script_sha = str(await client.script_load(_SCRIPT))
         try:
-            result = await client.evalsha(self._script_sha, 1, key, ttl)  # type: ignore[misc]
+            return await self._run(client, "evalsha", self._script_sha, increments)
         except RedisError as exc:
             if "NOSCRIPT" not in str(exc):
                 raise
-            result = await client.eval(_SCRIPT, 1, key, ttl)  # type: ignore[misc]
-        return int(result)
+            return await self._run(client, "eval", _SCRIPT, increments)
+
+    @staticmethod
+    async def _run(
+        client: Redis, how: str, script: str, increments: list[tuple[str, int]]
+    ) -> list[int]:
+        if len(increments) == 1:
+            ((key, hits),) = increments
+            return [int(await getattr(client, how)(script, 1, key, _TTL, hits))]
+        async with client.pipeline(transaction=False) as pipe:
+            for key, hits in increments:
+                getattr(pipe, how)(script, 1, key, _TTL, hits)
+            return [int(count) for count in await pipe.execute()]
 
     def _count_locally(self, key_id: str, window: int) -> int:
         seen_window, count = self._local.get(key_id, (window, 0))
@@ -120,3 +178,13 @@ class RedisRateLimiter:
     async def close(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()
+
+
+def _fail(
+    gathered: dict[str, list[asyncio.Future[int]]], error: Exception, own: asyncio.Future[int]
+) -> None:
+    """Fail every joined hit (the leader raises its own error itself)."""
+    for hits in gathered.values():
+        for future in hits:
+            if future is not own and not future.done():
+                future.set_exception(error)

@@ -1,8 +1,10 @@
 """Kafka records as values: built here, sent by an adapter.
 
-The main topic's records follow the CloudEvents Kafka protocol binding in binary mode, built by
-the CloudEvents SDK's own binding (`cloudevents.kafka.to_binary`): headers `ce_specversion`,
-`ce_id` (the event_id), `ce_source`, `ce_type`, `ce_time`, and `content-type`.
+The main topic's records follow the CloudEvents Kafka protocol binding in binary mode: headers
+`ce_specversion`, `ce_id` (the event_id), `ce_source`, `ce_type`, `ce_time`, and
+`content-type`. They are written directly (the binding is six fixed headers) rather than
+through the SDK's `cloudevents.kafka.to_binary`, which costs about 15 µs a record, a batch of
+1000 15 ms; a unit test holds the two to the same bytes.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from cloudevents.http import CloudEvent
-from cloudevents.kafka import to_binary
 
 from audit_ingest.domain.envelope import CloudEventOrigin
 from audit_ingest.domain.principal import Principal
@@ -21,6 +21,8 @@ from audit_ingest.errors import FieldError
 
 EVENT_TYPE = "audit.event.v1"
 CONTENT_TYPE = "application/json"
+_EVENT_TYPE_BYTES = EVENT_TYPE.encode()
+_CONTENT_TYPE_BYTES = CONTENT_TYPE.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,29 +49,17 @@ def build_record(enriched: dict[str, Any], value: bytes, *, topic: str, source: 
     :param enriched: the enriched event (for its id, time and tenant).
     :param value: `serialize(enriched)`, computed once by the caller, who also checks its size.
     """
-    event = CloudEvent.create(
-        {
-            "id": enriched["event_id"],
-            "source": source,
-            "type": EVENT_TYPE,
-            "time": enriched["timestamp"],
-            "datacontenttype": CONTENT_TYPE,
-            "specversion": "1.0",
-        },
-        value,
+    # The order and encoding of `cloudevents.kafka.to_binary` (see the module's docstring).
+    headers = (
+        ("content-type", _CONTENT_TYPE_BYTES),
+        ("ce_id", enriched["event_id"].encode()),
+        ("ce_source", source.encode()),
+        ("ce_type", _EVENT_TYPE_BYTES),
+        ("ce_time", enriched["timestamp"].encode()),
+        ("ce_specversion", b"1.0"),
     )
-    message = to_binary(
-        event,
-        data_marshaller=lambda data: data,
-        key_mapper=lambda _: enriched["tenant_id"],
-    )
-    key = message.key.encode() if isinstance(message.key, str) else message.key
-    value_bytes = message.value.encode() if isinstance(message.value, str) else message.value
     return KafkaRecord(
-        topic=topic,
-        key=key or b"",
-        value=value_bytes,
-        headers=tuple(message.headers.items()),
+        topic=topic, key=enriched["tenant_id"].encode(), value=value, headers=headers
     )
 
 

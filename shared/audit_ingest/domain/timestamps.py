@@ -26,7 +26,10 @@ def parse_rfc3339(text: str) -> datetime:
     offset = match.group(8)
     offset = "+00:00" if offset in ("Z", "z") else offset
     normalised = f"{text[:10]}T{text[11:19]}{fraction}{offset}"
-    return datetime.fromisoformat(normalised).astimezone(UTC)
+    try:
+        return datetime.fromisoformat(normalised).astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before datetime.min in UTC
+        raise ValueError("date-time out of range") from None
 
 
 def format_rfc3339_ms(moment: datetime) -> str:

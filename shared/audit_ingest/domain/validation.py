@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
@@ -100,6 +101,9 @@ def _path(location: tuple[int | str, ...]) -> str:
     for part in location:
         if isinstance(part, int):
             path += f"[{part}]"
+        elif not part or any(c in part for c in '.[]"'):
+            # A key that would read as a path (or as the whole event) is quoted: ["a.b"].
+            path += "[" + orjson.dumps(part).decode() + "]"
         else:
             path += f".{part}" if path else part
     return path
@@ -145,10 +149,7 @@ def _free_form_errors(raw: dict[str, Any], limits: Limits) -> list[FieldError]:
 
 
 def _render(parts: tuple[str | int, ...]) -> str:
-    path = str(parts[0])
-    for part in parts[1:]:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
+    return _path(parts)
 
 
 def _walk(

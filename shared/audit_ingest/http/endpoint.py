@@ -9,6 +9,7 @@ import logging
 import re
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -162,8 +163,9 @@ async def _ingest(
     except SinkUnavailable:
         metrics.EVENTS.labels(label, "failed").inc(len(envelopes))
         raise
-    for outcome in outcomes:
-        metrics.EVENTS.labels(label, _outcome_label(outcome)).inc()
+    # One metric update per outcome kind, not per event (a batch holds up to 1000).
+    for kind, count in Counter(_outcome_label(outcome) for outcome in outcomes).items():
+        metrics.EVENTS.labels(label, kind).inc(count)
     fields["accepted"] = sum(isinstance(outcome, Accepted) for outcome in outcomes)
     fields["rejected"] = len(outcomes) - fields["accepted"]
     stamp = format_rfc3339_ms(received_at)

@@ -8,7 +8,7 @@ CloudEvent attributes are read by the CloudEvents SDK (v1 API: `cloudevents.http
 from __future__ import annotations
 
 import base64
-import binascii
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -94,9 +94,54 @@ def _loads(body: bytes) -> Any:
     if not body:
         raise MalformedBody("The request body is empty; send a JSON document.")
     try:
-        return orjson.loads(body)
+        document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MalformedBody(f"The body is not valid JSON: {exc}.") from None
+    _refuse_ambiguous_json(body)
+    return document
+
+
+class _Ambiguous(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Ambiguous(f"The key {key!r} appears twice in one object.")
+            seen.add(key)
+    return document
+
+
+def _int64(text: str) -> int:
+    # Past 20 digits int() itself gets slow (and past 4,300 Python refuses); no 64-bit
+    # integer is that long anyway.
+    value = int(text) if len(text) <= 21 else None
+    if value is None or not -(2**63) <= value < 2**64:
+        raise _Ambiguous(
+            f"The number {text[:24]}{'...' if len(text) > 24 else ''} is beyond "
+            "64 bits; send it as a string."
+        )
+    return value
+
+
+def _refuse_ambiguous_json(body: bytes) -> None:
+    """What orjson accepts but an audit record must not hold.
+
+    Duplicate keys (orjson keeps the last value, another reader may keep the first: the stored
+    record and what the sender's gateway saw would disagree) and integers beyond 64 bits
+    (orjson turns them into floats, silently losing digits). A second, validating pass by the
+    standard library's parser: orjson has no option for either.
+    """
+    try:
+        json.loads(body, object_pairs_hook=_unique_keys, parse_int=_int64)
+    except _Ambiguous as exc:
+        raise MalformedBody(str(exc)) from None
+    except RecursionError:
+        raise MalformedBody("The body nests too deeply.") from None
 
 
 _REQUIRED = ("specversion", "id", "source", "type")
@@ -108,6 +153,8 @@ def _binary_cloudevent(headers: Mapping[str, str], body: bytes, kind: str) -> En
     # The SDK would fall back to structured parsing (and a misleading message) when a header
     # is missing: name the missing headers ourselves.
     missing = [f"ce-{name}" for name in _REQUIRED if not headers.get(f"ce-{name}")]
+    if not missing and headers["ce-specversion"] != "1.0":
+        raise MalformedBody("Only CloudEvents specversion 1.0 is accepted.", field="ce-specversion")
     if missing:
         raise MalformedBody(
             f"A binary-mode CloudEvent needs the headers {', '.join(missing)}.",
@@ -132,7 +179,24 @@ def _structured_cloudevent(document: object, where: str) -> Envelope:
             f"{where or 'The CloudEvent'} lacks the required attribute(s) {', '.join(missing)}.",
             field=f"{where}.{missing[0]}".lstrip("."),
         )
-    content_type = media_type(document.get("datacontenttype"))
+    for name in _REQUIRED:
+        if not isinstance(document[name], str):
+            raise MalformedBody(
+                f"CloudEvent attribute {name!r} must be a string.",
+                field=f"{where}.{name}".lstrip("."),
+            )
+    if document["specversion"] != "1.0":
+        raise MalformedBody(
+            "Only CloudEvents specversion 1.0 is accepted.",
+            field=f"{where}.specversion".lstrip("."),
+        )
+    declared = document.get("datacontenttype")
+    if declared is not None and not isinstance(declared, str):
+        raise MalformedBody(
+            "CloudEvent attribute 'datacontenttype' must be a string.",
+            field=f"{where}.datacontenttype".lstrip("."),
+        )
+    content_type = media_type(declared)
     if content_type not in ("", JSON):
         raise MalformedBody(
             f"{where}datacontenttype must be application/json: audit events are JSON.",
@@ -142,8 +206,11 @@ def _structured_cloudevent(document: object, where: str) -> Envelope:
     if "data_base64" in document:
         encoded = document.pop("data_base64")
         try:
-            payload = orjson.loads(base64.b64decode(str(encoded), validate=True))
-        except (binascii.Error, orjson.JSONDecodeError):
+            if not isinstance(encoded, str):
+                raise ValueError("not a string")
+            # binascii.Error and a non-ASCII string's ValueError are both ValueErrors.
+            payload = _loads(base64.b64decode(encoded, validate=True))
+        except (ValueError, MalformedBody):
             raise MalformedBody(
                 f"{where}data_base64 must be base64 of a JSON object.",
                 field=f"{where}.data_base64".lstrip("."),

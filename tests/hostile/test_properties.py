@@ -1,0 +1,508 @@
+"""Properties of parse + validate + enrich under generated input (pure, no I/O).
+
+- a valid event (generated from the model's rules) is accepted in every transport mode, and
+  enriched as documented;
+- arbitrary JSON values, mutated events, arbitrary bytes and arbitrary headers are answered
+  only with the library's refusals (MalformedBody, InvalidEvent, UnsupportedMediaType, ...),
+  never another exception; every InvalidEvent names field paths;
+- no input takes longer than 100 ms.
+
+Examples per property: `HOSTILE_PROPERTY_EXAMPLES` (default 100, a few seconds in all); the
+reliability plan's figure by hand:
+
+    HOSTILE_PROPERTY_EXAMPLES=1000 uv run pytest tests/hostile/test_properties.py -q
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import os
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from audit_ingest.domain.limits import Limits
+from audit_ingest.domain.validation import validate_event
+from audit_ingest.errors import AuditError, InvalidEvent
+from audit_ingest.http.parsing import parse_single
+from tests.hostile.harness import (
+    BATCH,
+    MAX_SECONDS,
+    SINGLE,
+    TENANT,
+    Request,
+    Result,
+    check_field_errors,
+    known_defect,
+    process,
+    process_timed,
+    validate_and_enrich,
+)
+
+pytestmark = pytest.mark.unit
+
+EXAMPLES = int(os.environ.get("HOSTILE_PROPERTY_EXAMPLES", "100"))
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,  # the time bound is asserted on the pipeline alone, below
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+NOW = datetime.now(UTC)
+# How the service writes every time it stores: UTC, milliseconds, `Z` (docs/api.md).
+STORED_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+LIMITS = Limits()
+
+# -- strategies: valid events, from the model's rules (shared/audit_ingest/domain/model.py) --------
+
+# Any Unicode text JSON can carry (no lone surrogates: not encodable as UTF-8).
+TEXT = st.characters(exclude_categories=("Cs",))
+
+
+def bounded_text(low: int, high: int) -> st.SearchStrategy[str]:
+    """Text of `low`..`high` characters, often at the bounds themselves."""
+    return st.one_of(
+        st.text(TEXT, min_size=low, max_size=min(high, 24)),
+        st.text(TEXT, min_size=high, max_size=high),
+        st.text(TEXT, min_size=low, max_size=low),
+    )
+
+
+def optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """A value, or null (absent is handled by `drop_absent`)."""
+    return st.one_of(st.none(), strategy)
+
+
+ABSENT = object()
+
+
+def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.just(ABSENT), optional(strategy))
+
+
+def drop_absent(document: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in document.items() if value is not ABSENT}
+
+
+EMAILS = st.from_regex(
+    r"\A[a-z0-9]{1,16}([._+-][a-z0-9]{1,8})?@[a-z0-9]{1,16}(-[a-z0-9]{1,8})?\.(com|org|net|io)\Z"
+)
+
+JSON_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(TEXT, max_size=40),
+)
+
+
+def json_values(max_leaves: int = 12) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        JSON_LEAVES,
+        lambda children: st.one_of(
+            st.lists(children, max_size=4),
+            st.dictionaries(st.text(TEXT, max_size=12), children, max_size=4),
+        ),
+        max_leaves=max_leaves,
+    )
+
+
+# `context` and `metadata`: nested at most 16 levels from the event root (recursive strategies
+# stay well inside that with 12 leaves), strings at most 8192 characters.
+FREE_FORM = st.one_of(
+    st.dictionaries(st.text(TEXT, max_size=12), json_values(), max_size=5),
+    st.builds(lambda: {"s": "x" * LIMITS.max_string_length}),  # a fresh dict each time
+)
+
+
+@st.composite
+def rfc3339(draw: st.DrawFn, latest: datetime = NOW) -> str:
+    """An RFC 3339 date-time no later than `latest`, in any of the accepted spellings."""
+    utc = draw(
+        st.datetimes(min_value=datetime(2, 1, 1), max_value=latest.replace(tzinfo=None))
+    ).replace(tzinfo=UTC)
+    digits = draw(st.text("0123456789", max_size=9))
+    utc = utc.replace(microsecond=int(digits[:6].ljust(6, "0")) if digits else 0)
+    if draw(st.booleans()):
+        offset, suffix = timedelta(0), draw(st.sampled_from("Zz"))
+    else:
+        minutes = draw(st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1))
+        offset = timedelta(minutes=minutes)
+        sign = "-" if minutes < 0 else draw(st.sampled_from("+-")) if minutes == 0 else "+"
+        suffix = f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    local = utc.astimezone(timezone(offset))
+    separator = draw(st.sampled_from("Tt "))
+    fraction = f".{digits}" if digits else ""
+    date = f"{local.year:04d}-{local.month:02d}-{local.day:02d}"
+    clock = f"{local.hour:02d}:{local.minute:02d}:{local.second:02d}"
+    return f"{date}{separator}{clock}{fraction}{suffix}"
+
+
+@st.composite
+def valid_events(draw: st.DrawFn) -> dict[str, Any]:
+    actor = drop_absent(
+        {
+            "id": draw(bounded_text(1, 256)),
+            "type": draw(maybe(bounded_text(1, 256))),
+            "email": draw(maybe(EMAILS)),
+            "name": draw(maybe(bounded_text(1, 256))),
+        }
+    )
+    resource = drop_absent(
+        {
+            "type": draw(bounded_text(1, 256)),
+            "id": draw(bounded_text(1, 256)),
+            "name": draw(maybe(bounded_text(1, 256))),
+        }
+    )
+    result = drop_absent(
+        {
+            "success": draw(st.booleans()),
+            "code": draw(maybe(bounded_text(1, 256))),
+            "message": draw(maybe(bounded_text(0, 2048))),
+        }
+    )
+    return drop_absent(
+        {
+            "actor": actor,
+            "action": {"name": draw(bounded_text(1, 256))},
+            "resource": resource,
+            # At most MAX_FUTURE_SKEW_SECONDS ahead of the receive time.
+            "timestamp": draw(maybe(rfc3339(NOW + timedelta(seconds=299)))),
+            "result": draw(maybe(st.just(result))),
+            "context": draw(maybe(FREE_FORM)),
+            "metadata": draw(maybe(FREE_FORM)),
+            "tenant_id": draw(maybe(st.just(TENANT))),
+            "idempotency_key": draw(maybe(bounded_text(1, 256))),
+        }
+    )
+
+
+CE_ID = st.text(TEXT, min_size=1, max_size=64)
+
+
+def cloudevent(event: dict[str, Any], ce_id: str, *, encoded: bool) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": ce_id,
+        "source": "/crm",
+        "type": "com.example.audit",
+        "time": "2024-12-05T10:00:00Z",
+        "datacontenttype": "application/json",
+    }
+    if encoded:
+        document["data_base64"] = base64.b64encode(orjson.dumps(event)).decode()
+    else:
+        document["data"] = event
+    return document
+
+
+def requests_for(events: list[dict[str, Any]], ce_id: str) -> list[Request]:
+    """The same events in every transport mode the two endpoints accept."""
+    first = events[0]
+    json = {"content-type": "application/json"}
+    binary = {
+        "ce-specversion": "1.0",
+        "ce-id": "crm-1",
+        "ce-source": "/crm",
+        "ce-type": "com.example.audit",
+        "ce-time": "2024-12-05T10:00:00Z",
+    }
+    structured = {"content-type": "application/cloudevents+json"}
+    return [
+        Request(SINGLE, json, orjson.dumps(first)),
+        Request(SINGLE, binary, orjson.dumps(first)),
+        Request(SINGLE, {**binary, **json}, orjson.dumps(first)),
+        Request(SINGLE, structured, orjson.dumps(cloudevent(first, ce_id, encoded=False))),
+        Request(SINGLE, structured, orjson.dumps(cloudevent(first, ce_id, encoded=True))),
+        Request(BATCH, json, orjson.dumps({"events": events})),
+        Request(BATCH, {**binary, **json}, orjson.dumps(first)),
+        Request(BATCH, structured, orjson.dumps(cloudevent(first, ce_id, encoded=True))),
+        Request(
+            BATCH,
+            {"content-type": "application/cloudevents-batch+json"},
+            orjson.dumps(
+                [cloudevent(e, f"{ce_id}-{i}", encoded=i % 2 == 1) for i, e in enumerate(events)]
+            ),
+        ),
+    ]
+
+
+def run(request: Request) -> Result | None:
+    """`process`, tolerating only the known defects (counted in Hypothesis's statistics)."""
+    try:
+        result = process_timed(request)
+    except Exception as exc:
+        defect = known_defect(exc)
+        if defect is None:
+            raise
+        event(f"known defect: {defect.name}")
+        return None
+    assert result.seconds < MAX_SECONDS, f"{result.seconds * 1000:.1f} ms for {request!r:.300}"
+    return result
+
+
+# -- properties ------------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(events=st.lists(valid_events(), min_size=1, max_size=4), ce_id=CE_ID)
+def test_valid_events_are_accepted_in_every_mode(events: list[dict[str, Any]], ce_id: str) -> None:
+    for request in requests_for(events, ce_id):
+        result = process_timed(request)
+        assert result.refused is None, (request, result.refused)
+        expected = len(events) if request.body.startswith((b"[", b'{"events"')) else 1
+        assert (result.accepted, result.rejected) == (expected, 0), request
+        assert result.seconds < MAX_SECONDS, f"{result.seconds * 1000:.1f} ms"
+
+
+@SETTINGS
+@given(raw=valid_events())
+def test_enrichment_keeps_the_event_and_takes_the_tenant_from_the_key(raw: dict[str, Any]) -> None:
+    envelope = parse_single({"content-type": "application/json"}, orjson.dumps(raw))
+    assert envelope.payload == raw
+    value = validate_and_enrich(envelope, NOW)
+    assert value is not None
+    stored = orjson.loads(value)
+    assert stored["tenant_id"] == TENANT
+    assert stored["action"] == {"name": raw["action"]["name"].lower()}
+    assert stored["actor"] == {k: v for k, v in raw["actor"].items() if v is not None}
+    assert stored["resource"] == {k: v for k, v in raw["resource"].items() if v is not None}
+    for name in ("context", "metadata", "idempotency_key"):
+        assert stored.get(name) == raw.get(name)
+    assert STORED_TIME.match(stored["timestamp"]), stored["timestamp"]
+    stamp = datetime.fromisoformat(stored["timestamp"].replace("Z", "+00:00"))
+    assert stored["event_date"] == stamp.date().isoformat()
+    assert stamp <= NOW + timedelta(seconds=300)
+
+
+@SETTINGS
+@given(
+    document=json_values(max_leaves=30),
+    path=st.sampled_from([SINGLE, BATCH]),
+    content_type=st.sampled_from(
+        [
+            "application/json",
+            "application/cloudevents+json",
+            "application/cloudevents-batch+json",
+        ]
+    ),
+)
+def test_any_json_value_is_refused_cleanly(document: Any, path: str, content_type: str) -> None:
+    run(Request(path, {"content-type": content_type}, orjson.dumps(document)))
+
+
+@st.composite
+def mutated_events(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid event with one subtree replaced, removed, or an unknown field added."""
+    document = copy.deepcopy(draw(valid_events()))  # mutated below: never a shared object
+    node: Any = document
+    while isinstance(node, dict) and node and draw(st.booleans()):
+        name = draw(st.sampled_from(sorted(node)))
+        if not isinstance(node[name], dict) or not node[name]:
+            break
+        node = node[name]
+    action = draw(st.sampled_from(["replace", "delete", "add"]))
+    name = draw(st.sampled_from(sorted(node))) if node else "x"
+    if action == "replace":
+        node[name] = draw(json_values())
+    elif action == "delete":
+        node.pop(name, None)
+    else:
+        node[draw(st.text(TEXT, max_size=10))] = draw(json_values())
+    return document
+
+
+@SETTINGS
+@given(raw=mutated_events())
+def test_invalid_events_name_the_failing_fields(raw: dict[str, Any]) -> None:
+    try:
+        validate_event(raw, tenant_id=TENANT, received_at=NOW, limits=LIMITS)
+    except InvalidEvent as invalid:
+        check_field_errors(raw, invalid)
+    except Exception as exc:
+        defect = known_defect(exc)
+        if defect is None:
+            raise
+        event(f"known defect: {defect.name}")
+    for request in requests_for([raw], "crm-1"):
+        run(request)
+
+
+HEADER_NAMES = [
+    "content-type",
+    "content-encoding",
+    "ce-specversion",
+    "ce-id",
+    "ce-source",
+    "ce-type",
+    "ce-time",
+    "ce-subject",
+    "idempotency-key",
+]
+HEADER_VALUES = st.one_of(
+    st.sampled_from(
+        [
+            "application/json",
+            "application/cloudevents+json",
+            "application/cloudevents-batch+json",
+            "application/json; charset=utf-8",
+            "1.0",
+            "0.3",
+            "gzip",
+            "identity",
+            "",
+            "2024-12-05T10:00:00Z",
+            "0001-01-01T00:00:00+01:00",
+        ]
+    ),
+    st.text(st.characters(min_codepoint=0, max_codepoint=255), max_size=40),
+)
+
+
+@SETTINGS
+@given(
+    body=st.one_of(
+        st.binary(max_size=2048),
+        valid_events().map(orjson.dumps),
+        json_values().map(orjson.dumps),
+    ),
+    headers=st.dictionaries(st.sampled_from(HEADER_NAMES), HEADER_VALUES, max_size=6),
+    path=st.sampled_from([SINGLE, BATCH]),
+)
+def test_any_bytes_and_headers_are_refused_cleanly(
+    body: bytes, headers: dict[str, str], path: str
+) -> None:
+    run(Request(path, headers, body))
+
+
+@SETTINGS
+@given(body=st.binary(max_size=4096), path=st.sampled_from([SINGLE, BATCH]))
+def test_any_bytes_as_json_are_refused_cleanly(body: bytes, path: str) -> None:
+    result = run(Request(path, {"content-type": "application/json"}, body))
+    assert result is None or result.refused is None or isinstance(result.refused, AuditError)
+
+
+# -- the largest inputs the limits allow, timed ---------------------------------------------
+
+
+def _largest_batch() -> bytes:
+    """About 5 MiB: 1000 events, each with context at the depth and string-length limits."""
+    deep: Any = "y" * 64
+    for _ in range(LIMITS.max_depth - 3):
+        deep = {"k": deep}
+    event: dict[str, Any] = {
+        "actor": {"id": "a" * 256, "email": "someone@example.com"},
+        "action": {"name": "N" * 256},
+        "resource": {"type": "t" * 256, "id": "i" * 256},
+        "timestamp": "2024-12-05T10:00:00.123456789+05:30",
+        "context": {"deep": deep, "text": ""},
+    }
+    count = LIMITS.max_batch_events
+    room = LIMITS.max_batch_body_bytes - len(orjson.dumps({"events": [event] * count}))
+    event["context"]["text"] = "x" * (room // count)
+    body = orjson.dumps({"events": [event] * count})
+    assert LIMITS.max_batch_body_bytes - count < len(body) <= LIMITS.max_batch_body_bytes
+    return body
+
+
+def test_the_largest_valid_batch_is_handled_in_time() -> None:
+    body = _largest_batch()
+    best = min(
+        process(Request(BATCH, {"content-type": "application/json"}, body)).seconds
+        for _ in range(3)
+    )
+    result = process(Request(BATCH, {"content-type": "application/json"}, body))
+    assert (result.accepted, result.rejected) == (LIMITS.max_batch_events, 0)
+    print(f"\nlargest batch: {len(body)} bytes, best of 3: {best * 1000:.0f} ms")
+    assert best < 1.0  # 1000 events; the 100 ms bound is per event-sized input
+
+
+# -- defects found here, fixed: kept as regression tests ----------------------------------------
+
+EVENT = {"actor": {"id": "u"}, "action": {"name": "a"}, "resource": {"type": "t", "id": "i"}}
+STRUCTURED = {"content-type": "application/cloudevents+json"}
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        Request(
+            SINGLE,
+            {"content-type": "application/json"},
+            orjson.dumps({**EVENT, "timestamp": "0001-01-01T00:00:00+01:00"}),
+        ),
+        Request(
+            SINGLE,
+            {"content-type": "application/json"},
+            orjson.dumps({**EVENT, "timestamp": "9999-12-31T23:59:59-01:00"}),
+        ),
+        Request(
+            SINGLE,
+            STRUCTURED,
+            orjson.dumps(
+                {**cloudevent(EVENT, "x", encoded=False), "time": "0001-01-01T00:00:00+01:00"}
+            ),
+        ),
+        Request(
+            SINGLE,
+            {
+                "ce-specversion": "1.0",
+                "ce-id": "x",
+                "ce-source": "/s",
+                "ce-type": "t",
+                "ce-time": "0001-01-01T00:00:00+00:01",
+            },
+            orjson.dumps(EVENT),
+        ),
+    ],
+    ids=["timestamp-minus", "timestamp-plus", "ce-time", "ce-time-header"],
+)
+def test_fixed_defect_timestamp_overflow(request_: Request) -> None:
+    result = process(request_)  # raised OverflowError (a 500) before the fix
+    assert result.refused is not None or result.rejected == 1
+
+
+@pytest.mark.parametrize("specversion", [["1.0"], {"v": "1.0"}])
+def test_fixed_defect_specversion_unhashable(specversion: object) -> None:
+    document = {**cloudevent(EVENT, "x", encoded=False), "specversion": specversion}
+    result = process(Request(SINGLE, STRUCTURED, orjson.dumps(document)))
+    assert result.refused is not None
+
+
+@pytest.mark.parametrize("encoded", ["é", "QUJD\u00a0", "\U0001f600"])
+def test_fixed_defect_data_base64_not_ascii(encoded: str) -> None:
+    document = {**cloudevent(EVENT, "x", encoded=True), "data_base64": encoded}
+    result = process(Request(SINGLE, STRUCTURED, orjson.dumps(document)))
+    assert result.refused is not None
+
+
+@pytest.mark.parametrize("content_type", [5, True, [], {}])
+def test_fixed_defect_datacontenttype_not_a_string(content_type: object) -> None:
+    document = {**cloudevent(EVENT, "x", encoded=False), "datacontenttype": content_type}
+    result = process(Request(SINGLE, STRUCTURED, orjson.dumps(document)))
+    assert result.refused is not None
+
+
+def test_timestamp_before_year_1000_is_stored_with_four_digits() -> None:
+    """Found by this suite (strftime wrote '999-01-01T...'); fixed in 6a634c5."""
+    raw = {**EVENT, "timestamp": "0999-01-01T00:00:00Z"}
+    value = validate_and_enrich(
+        parse_single({"content-type": "application/json"}, orjson.dumps(raw)), NOW
+    )
+    assert value is not None
+    assert orjson.loads(value)["timestamp"] == "0999-01-01T00:00:00.000Z"
+
+
+def test_fixed_defect_unknown_field_named_empty_string() -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        validate_event({**EVENT, "": 1}, tenant_id=TENANT, received_at=NOW, limits=LIMITS)
+    (error,) = caught.value.errors
+    assert error.code == "unknown_field"
+    assert error.field != "", "the contract reserves field '' for the whole event"
