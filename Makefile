@@ -65,12 +65,27 @@ test-deploy: check-deploy ## Deployment tier: check-deploy on broken manifests, 
 
 .PHONY: test
 test: lint typecheck test-unit check-deploy test-deploy ## Every tier (one stack for integration, e2e, SDK).
-	$(RUN) pytest tests/integration tests/e2e tests/sdk -q
+	$(RUN) pytest tests/integration tests/e2e tests/sdk tests/hostile -q
 
 .PHONY: test-sdk
 test-sdk: install ## Python SDK: unit tests (MockTransport), then against a real stack through a fault proxy.
 	$(RUN) pytest sdk/python/tests -q
 	$(RUN) pytest tests/sdk -q
+
+FUZZ_SECONDS ?= 120
+
+.PHONY: test-hostile
+test-hostile: install ## Hostile input and secret hygiene: Schemathesis, properties, fuzz smoke, catalogue, key search.
+	$(RUN) pytest tests/hostile -q
+
+.PHONY: test-hostile-long
+test-hostile-long: install ## The same at the reliability plan's sizes (about 6 min).
+	HOSTILE_EXAMPLES=500 HOSTILE_PROPERTY_EXAMPLES=1000 HOSTILE_FUZZ_RUNS=200000 $(RUN) pytest tests/hostile -q
+
+.PHONY: fuzz
+fuzz: install ## atheris on parse + validate for FUZZ_SECONDS (new inputs kept in .dev/fuzz-corpus).
+	mkdir -p .dev/fuzz-corpus
+	$(RUN) python tests/hostile/fuzz_parse.py -max_total_time=$(FUZZ_SECONDS) -dict=tests/hostile/fuzz.dict .dev/fuzz-corpus tests/hostile/corpus
 
 .PHONY: clean
 clean: ## Remove local state (.dev: databases, Kafka logs) and caches.
