@@ -180,7 +180,7 @@ def build_app(
     idempotency = (
         RedisIdempotencyStore(
             settings.redis_url.get_secret_value(),
-            timeout=settings.redis_timeout_seconds,
+            timeout=settings.idempotency_timeout_seconds,
             pending_ttl=settings.kafka_delivery_timeout_ms / 1000 + 5.0,
         )
         if settings.idempotency_enabled and idempotency is None

@@ -42,6 +42,7 @@ class KeyResolver:
         stale: float,
         size: int,
         clock: Callable[[], float] = time.monotonic,
+        failure_backoff: float = 5.0,
     ) -> None:
         self._store = store
         self._ttl = ttl
@@ -50,6 +51,10 @@ class KeyResolver:
         self._clock = clock
         self._entries: LRUCache[str, _Entry] = LRUCache(maxsize=size)
         self._inflight: dict[str, asyncio.Future[StoredKey | None]] = {}
+        # After the store fails, stale keys are served without asking it again until then: a
+        # down database costs one timeout per interval, not one per request.
+        self._store_down_until = 0.0
+        self._failure_backoff = failure_backoff
 
     async def resolve(self, key_hash: str) -> StoredKey | None:
         """The stored key for this hash (None when there is none).
@@ -62,6 +67,9 @@ class KeyResolver:
             limit = self._ttl if entry.key is not None else self._negative_ttl
             if now - entry.fetched_at < limit:
                 KEY_CACHE.labels("hit").inc()
+                return entry.key
+            if now < self._store_down_until and self._usable_stale(entry, now):
+                KEY_CACHE.labels("stale").inc()
                 return entry.key
         KEY_CACHE.labels("miss").inc()
         pending = self._inflight.get(key_hash)
@@ -85,10 +93,14 @@ class KeyResolver:
         try:
             found = await self._store.find(key_hash)
         except KeyStoreUnavailable:
-            usable = entry is not None and entry.key is not None
-            if usable and entry is not None and now - entry.fetched_at < self._ttl + self._stale:
+            self._store_down_until = self._clock() + self._failure_backoff
+            if entry is not None and self._usable_stale(entry, now):
                 log.warning("key store down; serving a cached key (stale-if-error)")
                 return entry.key
             raise
+        self._store_down_until = 0.0
         self._entries[key_hash] = _Entry(found, self._clock())
         return found
+
+    def _usable_stale(self, entry: _Entry, now: float) -> bool:
+        return entry.key is not None and now - entry.fetched_at < self._ttl + self._stale

@@ -26,7 +26,8 @@ EVENTS = Counter(
 )
 KEY_CACHE = Counter(
     "audit_ingest_key_cache_lookups_total",
-    "API key lookups by result of the in-process cache (hit or miss).",
+    "API key lookups by result of the in-process cache: hit, miss, or stale (served past "
+    "its TTL while the key store is down).",
     ["result"],
 )
 RATE_LIMIT_DECISIONS = Counter(

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     redis_timeout_seconds: Annotated[float, Field(gt=0, le=5)] = 0.1
     rate_limit_enabled: bool = True
     idempotency_enabled: bool = True
+    # Longer than the limiter's: a claim protects correctness (a late answer would store a
+    # retry twice), and a busy event loop reads even a healthy Redis's answer late.
+    idempotency_timeout_seconds: Annotated[float, Field(gt=0, le=10)] = 1.0
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None

@@ -75,3 +75,22 @@ async def test_concurrent_misses_share_one_query() -> None:
     results = await asyncio.gather(*(keys.resolve("h") for _ in range(20)))
     assert all(r == stored() for r in results)
     assert store.calls == 1
+
+
+async def test_a_down_store_is_asked_once_per_backoff_not_per_request() -> None:
+    store, clock = FakeKeyStore({"h": stored()}), Clock()
+    keys = KeyResolver(
+        store, ttl=30, negative_ttl=5, stale=300, size=100, clock=clock, failure_backoff=5
+    )
+    await keys.resolve("h")
+    store.down = True
+    clock.now += 31  # expired: the next lookup asks the store, which fails
+    assert await keys.resolve("h") == stored()
+    calls = store.calls
+    for _ in range(10):
+        assert await keys.resolve("h") == stored()
+    assert store.calls == calls  # served stale without waiting on the store again
+    clock.now += 5
+    store.down = False
+    await keys.resolve("h")
+    assert store.calls == calls + 1  # the backoff ended: asked again, and it answered

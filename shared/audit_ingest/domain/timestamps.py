@@ -34,6 +34,15 @@ def parse_rfc3339(text: str) -> datetime:
 
 def format_rfc3339_ms(moment: datetime) -> str:
     """Format as UTC with millisecond precision and a `Z`, e.g. ``2024-12-05T10:00:00.123Z``."""
-    # isoformat truncates to milliseconds (as `microsecond // 1000` would) and always writes a
-    # four-digit year; it is also about twice as fast as strftime, on every event's hot path.
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    # Twice per event on the hot path: %-formatting of the fields is ~4x faster than strftime
+    # (and writes a four-digit year, which strftime's %Y does not below 1000).
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031
+        utc.year,
+        utc.month,
+        utc.day,
+        utc.hour,
+        utc.minute,
+        utc.second,
+        utc.microsecond // 1000,
+    )

@@ -97,8 +97,39 @@ def _loads(body: bytes) -> Any:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MalformedBody(f"The body is not valid JSON: {exc}.") from None
-    _refuse_ambiguous_json(body)
+    if not _plainly_unambiguous(body, document):
+        _refuse_ambiguous_json(body)
     return document
+
+
+# Every digit -> "0", every other byte -> " ": a run of 19 digits becomes 19 zeros.
+_DIGIT_RUNS = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
+_NINETEEN_DIGITS = b"0" * 19
+
+
+def _plainly_unambiguous(body: bytes, document: Any) -> bool:
+    """True when orjson's one parse is already exact: no duplicate key, no integer past 64 bits.
+
+    The usual body needs no second, validating parse (`_refuse_ambiguous_json`, about 3.5x
+    orjson's time: 9% of a batch's CPU). Cheap, exact tests over bytes:
+
+    - integers: an integer of at most 18 digits is within 64 bits; a run of 19 digits anywhere
+      (even inside a string) sends the body to the full check;
+    - duplicate keys: outside strings every `:` separates a key from its value, and inside them
+      a `:` is a literal `:` unless written `\\u003a` (a body with `\\u` goes to the full check).
+      So the body's `:` count is its keys plus the `:` in its strings, and orjson's output of
+      what it parsed (keys, then strings verbatim) has the same count exactly when no key was
+      dropped, since a duplicate key loses itself and the value it carried.
+    """
+    if body.find(b"\\") >= 0 and b"\\u" in body:
+        return False
+    if _NINETEEN_DIGITS in body.translate(_DIGIT_RUNS):
+        return False
+    try:
+        parsed = orjson.dumps(document)
+    except orjson.JSONEncodeError:  # deeper than orjson writes: the full check decides
+        return False
+    return body.count(b":") == parsed.count(b":")
 
 
 class _Ambiguous(ValueError):
