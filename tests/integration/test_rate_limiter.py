@@ -73,6 +73,24 @@ async def test_concurrent_hits_are_counted_exactly(stack_env: dict[str, str]) ->
     assert sum(d.allowed for d in decisions) == 50
 
 
+async def test_hits_of_one_turn_share_a_round_trip_and_stay_exact(
+    stack_env: dict[str, str],
+) -> None:
+    # Concurrent hits on three keys: one pipelined round trip, each key counted exactly.
+    limiter = RedisRateLimiter(redis_url(stack_env), timeout=1.0)
+    keys = [str(uuid.uuid4()) for _ in range(3)]
+    try:
+        decisions = await asyncio.gather(*(limiter.hit(k, 10) for k in keys * 12))
+        later = await limiter.hit(keys[0], 10)
+    finally:
+        await limiter.close()
+    for index, key in enumerate(keys):
+        mine = decisions[index :: len(keys)]
+        assert sum(d.allowed for d in mine) == 10, key
+        assert sorted(d.remaining for d in mine) == [0, 0, 0, *range(1, 10)]
+    assert not later.allowed and not later.degraded
+
+
 HIT_SCRIPT = """
 import asyncio, sys
 from audit_ingest.adapters.redis_limiter import RedisRateLimiter
@@ -133,6 +151,20 @@ async def test_fails_open_when_redis_dies_and_recovers(private_redis: RedisServi
         assert not (await limiter.hit(key, 3)).degraded
     finally:
         await limiter.close()
+
+
+async def test_a_failed_shared_round_trip_fails_every_hit_open(
+    private_redis: RedisService,
+) -> None:
+    limiter = RedisRateLimiter(private_redis.url, timeout=0.1, retry_interval=5.0)
+    key = str(uuid.uuid4())
+    try:
+        assert not (await limiter.hit(key, 100)).degraded
+        private_redis.stop()
+        decisions = await asyncio.gather(*(limiter.hit(key, 100) for _ in range(10)))
+    finally:
+        await limiter.close()
+    assert all(d.degraded and d.allowed for d in decisions)
 
 
 async def test_a_stalled_redis_costs_at_most_the_timeout(private_redis: RedisService) -> None:
