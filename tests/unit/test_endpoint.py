@@ -1,6 +1,7 @@
 """The HTTP edge with fake adapters: statuses, headers and bodies, no I/O."""
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import orjson
@@ -20,6 +21,7 @@ from tests.unit.fakes import FakeIdempotencyStore, FakeKeyStore, FakeLimiter, Fa
 from tests.unit.test_keys import stored
 from tests.unit.test_validation import seed_event
 
+OPERATIONS_GUIDE = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
 KEY = format_key(b"\x07" * 32)
 REVOKED = format_key(b"\x08" * 32)
 
@@ -161,3 +163,28 @@ async def test_operational_paths(client: httpx.AsyncClient) -> None:
     assert (await client.get("/nope")).status_code == 404
     wrong = await client.get("/v1/events")
     assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+
+
+async def test_metrics_expose_every_family_the_operations_guide_lists(
+    client: httpx.AsyncClient,
+) -> None:
+    await post(client, "/v1/events", seed_event())
+    await post(client, "/v1/events/batch", {"events": [seed_event(), {}]})
+    text = (await client.get("/metrics")).text
+    families = [
+        "audit_ingest_requests_total",
+        "audit_ingest_request_duration_seconds",
+        "audit_ingest_events_total",
+        "audit_ingest_kafka_delivery_seconds",
+        "audit_ingest_batch_events",
+        "audit_ingest_dlq_records_total",
+        "audit_ingest_rate_limit_decisions_total",
+        "audit_ingest_rate_limit_fail_open_total",
+        "audit_ingest_key_cache_lookups_total",
+        "audit_ingest_idempotency_total",
+        "audit_ingest_dependency_errors_total",
+    ]
+    missing = [name for name in families if f"# TYPE {name.removesuffix('_total')}" not in text]
+    assert missing == []
+    assert [name for name in families if name not in OPERATIONS_GUIDE] == []
+    assert 'audit_ingest_events_total{endpoint="batch",outcome="rejected"}' in text
