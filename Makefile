@@ -66,6 +66,7 @@ test-deploy: check-deploy ## Deployment tier: check-deploy on broken manifests, 
 .PHONY: test
 test: lint typecheck test-unit check-deploy test-deploy ## Every tier (one stack for integration, e2e, SDK).
 	$(RUN) pytest tests/integration tests/e2e tests/sdk tests/hostile -q
+	FAULT_PROFILE=short $(RUN) pytest tests/fault -q
 
 .PHONY: test-sdk
 test-sdk: install ## Python SDK: unit tests (MockTransport), then against a real stack through a fault proxy.
@@ -74,9 +75,17 @@ test-sdk: install ## Python SDK: unit tests (MockTransport), then against a real
 
 FUZZ_SECONDS ?= 120
 
+.PHONY: test-fault
+test-fault: install ## Fault tier by hand: LONG profile on a 3-broker cluster (FAULT_REPS=3, ~25 min each).
+	FAULT_PROFILE=$${FAULT_PROFILE:-long} $(RUN) pytest tests/fault -q
+
 .PHONY: test-hostile
 test-hostile: install ## Hostile input and secret hygiene: Schemathesis, properties, fuzz smoke, catalogue, key search.
 	$(RUN) pytest tests/hostile -q
+
+.PHONY: test-fault
+test-fault: install ## Fault tier by hand: LONG profile on a 3-broker cluster (FAULT_REPS=3, ~25 min each).
+	FAULT_PROFILE=$${FAULT_PROFILE:-long} $(RUN) pytest tests/fault -q
 
 .PHONY: test-hostile-long
 test-hostile-long: install ## The same at the reliability plan's sizes (about 6 min).

@@ -46,6 +46,15 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
+def _alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 @dataclass
 class Functions:
     """The run's two function processes (gunicorn master + one uvicorn worker each)."""
@@ -78,13 +87,21 @@ class Functions:
         self.targets.single = self.single.url
 
     def kill_single(self) -> None:
-        """SIGKILL the whole function (worker and master at once), as a crashed pod."""
+        """SIGKILL the whole function (worker and master at once), as a crashed pod.
+
+        Returns once every process is gone (the worker is not our child: it is polled), so
+        the listening socket is closed and nothing more can connect to it.
+        """
         assert self.single is not None
         master = self.single.process
-        for pid in [*_children(master.pid), master.pid]:
+        pids = [*_children(master.pid), master.pid]
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         master.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def terminate_single(self, timeout: float = 60.0) -> int:
         assert self.single is not None

@@ -21,7 +21,7 @@ import random
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -261,13 +261,17 @@ class LoadGenerator:
             pause = min(pause, max(0.0, self.deadline - self.now()))
             await asyncio.sleep(pause)
 
-    async def send_event(self, key: KeyRef, item: _Item) -> Attempt:
-        """One attempt for one single event, outside the schedule (probes); recorded."""
-        attempt, _ = await self.send("single", key, [item])
+    async def send_event(self, key: KeyRef, item: _Item, *, stall: float = 0.0) -> Attempt:
+        """One attempt for one single event, outside the schedule (probes); recorded.
+
+        `stall`: send half the body, wait that long, then the rest: the request is surely in
+        progress on the server meanwhile (a drain test needs one).
+        """
+        attempt, _ = await self.send("single", key, [item], stall=stall)
         return attempt
 
     async def send(
-        self, kind: str, key: KeyRef, items: list[_Item]
+        self, kind: str, key: KeyRef, items: list[_Item], *, stall: float = 0.0
     ) -> tuple[Attempt, float | None]:
         """One HTTP attempt carrying `items`; recorded in the ledger."""
         client = self._client
@@ -282,10 +286,13 @@ class LoadGenerator:
             content = orjson.dumps({"events": [item.body for item in items]})
         markers = [item.spec.marker for item in items]
         queued = self.now()
+        body: bytes | AsyncIterator[bytes] = content
+        if stall > 0:
+            body = _stalled(content, stall)
         async with self._slots:
             sent = self.now()
             self.max_queue_wait = max(self.max_queue_wait, sent - queued)
-            return await self._post(client, kind, key, url, content, headers, markers, sent)
+            return await self._post(client, kind, key, url, body, headers, markers, sent)
 
     async def _post(
         self,
@@ -293,7 +300,7 @@ class LoadGenerator:
         kind: str,
         key: KeyRef,
         url: str,
-        content: bytes,
+        content: bytes | AsyncIterator[bytes],
         headers: dict[str, str],
         markers: list[str],
         sent: float,
@@ -330,6 +337,13 @@ class LoadGenerator:
         )
         self.ledger.record(attempt)
         return attempt, retry_after
+
+
+async def _stalled(content: bytes, stall: float) -> AsyncIterator[bytes]:
+    half = len(content) // 2
+    yield content[:half]
+    await asyncio.sleep(stall)
+    yield content[half:]
 
 
 def _retry_after(response: httpx.Response) -> float | None:

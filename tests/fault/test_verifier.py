@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -66,9 +67,7 @@ def attempt(marker: str, outcome: Outcome, at: float, event_id: str | None = Non
     )
 
 
-def record(
-    marker: str, event_id: str, offset: int, partition: int = 0, **changes: object
-) -> Record:
+def record(marker: str, event_id: str, offset: int, partition: int = 0, **changes: Any) -> Record:
     base = Record(
         partition=partition,
         offset=offset,
@@ -79,7 +78,7 @@ def record(
         marker=marker,
         content=content_hash(body(marker)),
     )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    return dataclasses.replace(base, **changes)
 
 
 @pytest.fixture
@@ -175,10 +174,16 @@ def test_a_duplicate_without_ambiguity_is_reported_and_fails_strict_mode(
 
 def test_wrong_tenant_or_content_fails(honest: tuple[Ledger, list[Record]]) -> None:
     ledger, records = honest
-    for changes in ({"tenant": OTHER}, {"key": OTHER}, {"content": "x"}, {"ce_id": "other"}):
-        doctored = [record("a", "id-a", 0, **changes), *records[1:]]
+    changes: list[dict[str, Any]] = [
+        {"tenant": OTHER},
+        {"key": OTHER},
+        {"content": "x"},
+        {"ce_id": "other"},
+    ]
+    for change in changes:
+        doctored = [record("a", "id-a", 0, **change), *records[1:]]
         verdict = verify(ledger, doctored)
-        assert verdict.integrity_errors == 1, changes
+        assert verdict.integrity_errors == 1, change
         _fails(verdict, "I5")
 
 

@@ -97,6 +97,14 @@ class Record:
         }
 
 
+def _headers(message: Any) -> list[tuple[str, bytes]]:
+    out: list[tuple[str, bytes]] = []
+    for name, value in message.headers() or []:
+        raw = value if isinstance(value, bytes) else str(value or "").encode()
+        out.append((str(name), raw))
+    return out
+
+
 def _text(raw: bytes | None) -> str | None:
     return raw.decode(errors="replace") if raw is not None else None
 
@@ -381,16 +389,17 @@ def read_topic(bootstrap: str, topic: str, ends: dict[int, int], timeout: float)
             if message is None:
                 continue
             error = message.error()
-            partition = int(message.partition())
+            partition, offset = message.partition(), message.offset()
+            if partition is None or offset is None:
+                continue
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
                     continue
-                next_offset[partition] = max(next_offset[partition], int(message.offset()))
+                next_offset[partition] = max(next_offset[partition], offset)
             else:
-                offset = int(message.offset())
                 records.append(
                     Record.parse(
-                        partition, offset, message.key(), message.value(), message.headers()
+                        partition, offset, message.key(), message.value(), _headers(message)
                     )
                 )
                 next_offset[partition] = offset + 1

@@ -103,3 +103,20 @@ async def test_unreachable_redis_is_unavailable() -> None:
             await store.claim("t", [claim("k", "e")])
     finally:
         await store.close()
+
+
+async def test_after_a_failure_the_store_is_skipped_for_the_retry_interval() -> None:
+    import time
+
+    (port,) = free_ports(1)
+    store = RedisIdempotencyStore(f"redis://127.0.0.1:{port}/0", timeout=0.1, retry_interval=5.0)
+    try:
+        with pytest.raises(IdempotencyUnavailable):
+            await store.claim("t", [claim("k", "e")])
+        started = time.monotonic()
+        for _ in range(20):
+            with pytest.raises(IdempotencyUnavailable, match="moments ago"):
+                await store.claim("t", [claim("k", "e")])
+        assert time.monotonic() - started < 0.05  # no connection attempted
+    finally:
+        await store.close()

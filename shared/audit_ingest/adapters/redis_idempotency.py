@@ -9,7 +9,9 @@ hash slot, so this works on Redis Cluster too).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -54,9 +56,23 @@ class IdempotencyUnavailable(Unavailable):
 
 
 class RedisIdempotencyStore:
-    def __init__(self, url: str, *, timeout: float = 0.1, pending_ttl: float = 15.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 0.1,
+        pending_ttl: float = 15.0,
+        retry_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._url = url
         self._timeout = timeout
+        # After a failure the store is skipped for `retry_interval` (requests go on without
+        # de-duplication at once): a stalled Redis costs one timeout per interval, not one
+        # per request.
+        self._retry_interval = retry_interval
+        self._clock = clock
+        self._down_until = 0.0
         self._pending_ttl_ms = str(int(pending_ttl * 1000))
         self._redis: Redis | None = None
 
@@ -77,10 +93,7 @@ class RedisIdempotencyStore:
         argv: list[str] = [self._pending_ttl_ms]
         for claim in claims:
             argv += [claim.event_id, claim.fingerprint]
-        try:
-            answers = await self._client().eval(_CLAIM, len(keys), *keys, *argv)  # type: ignore[misc]
-        except (RedisError, OSError) as exc:
-            raise IdempotencyUnavailable("The idempotency store is unavailable.") from exc
+        answers = await self._eval(_CLAIM, keys, argv)
         return [_state(str(answer)) for answer in answers]
 
     async def settle(
@@ -106,10 +119,16 @@ class RedisIdempotencyStore:
             ]
         if not keys:
             return
+        # On failure the claims expire on their own; a retry inside their TTL waits for that.
+        await self._eval(_SETTLE, keys, argv)
+
+    async def _eval(self, script: str, keys: list[str], argv: list[str]) -> Any:
+        if self._clock() < self._down_until:
+            raise IdempotencyUnavailable("The idempotency store failed moments ago.")
         try:
-            await self._client().eval(_SETTLE, len(keys), *keys, *argv)  # type: ignore[misc]
+            return await self._client().eval(script, len(keys), *keys, *argv)  # type: ignore[misc]
         except (RedisError, OSError) as exc:
-            # The claims expire on their own; a retry inside their TTL waits for that.
+            self._down_until = self._clock() + self._retry_interval
             raise IdempotencyUnavailable("The idempotency store is unavailable.") from exc
 
     async def close(self) -> None:
