@@ -100,6 +100,10 @@ fuzz: install ## atheris on parse + validate for FUZZ_SECONDS (new inputs kept i
 clean: ## Remove local state (.dev: databases, Kafka logs) and caches.
 	rm -rf .dev .pytest_cache .mypy_cache .ruff_cache
 
+.PHONY: bench
+bench: install ## Floors (framework, Kafka) vs our functions: report in docs/benchmarks.md (~35 min).
+	$(RUN) python -m bench.run
+
 .PHONY: bench-sequential
 bench-sequential: install ## p50/p99 of sequential requests against a running `make run`.
 	$(RUN) python -m bench.sequential
