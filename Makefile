@@ -83,10 +83,6 @@ test-fault: install ## Fault tier by hand: LONG profile on a 3-broker cluster (F
 test-hostile: install ## Hostile input and secret hygiene: Schemathesis, properties, fuzz smoke, catalogue, key search.
 	$(RUN) pytest tests/hostile -q
 
-.PHONY: test-fault
-test-fault: install ## Fault tier by hand: LONG profile on a 3-broker cluster (FAULT_REPS=3, ~25 min each).
-	FAULT_PROFILE=$${FAULT_PROFILE:-long} $(RUN) pytest tests/fault -q
-
 .PHONY: test-hostile-long
 test-hostile-long: install ## The same at the reliability plan's sizes (about 6 min).
 	HOSTILE_EXAMPLES=500 HOSTILE_PROPERTY_EXAMPLES=1000 HOSTILE_FUZZ_RUNS=200000 $(RUN) pytest tests/hostile -q
