@@ -23,7 +23,7 @@ from pathlib import Path
 STAGES: tuple[tuple[str, str], ...] = (
     ("redis", r"redis/|redis_limiter|redis_idempotency"),
     ("kafka produce/ack", r"adapters/kafka\.py|confluent_kafka"),
-    ("records (CloudEvents)", r"domain/records\.py|cloudevents/"),
+    ("records (value + headers)", r"domain/records\.py|cloudevents/"),
     ("validation (pydantic)", r"domain/validation\.py|pydantic"),
     ("enrichment", r"domain/enrichment\.py"),
     ("parsing", r"http/parsing\.py|orjson"),

@@ -198,7 +198,18 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         for point in rep.get(name, {}).get("open", [])
     )
     s["targets"] = targets(s)
-    return s
+    return _finite(s)
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no Infinity: a p99 of a point with errors is written as "errors"."""
+    if isinstance(value, float) and value == float("inf"):
+        return "errors"
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _m(s: dict[str, Any], key: str) -> float | None:
@@ -230,10 +241,10 @@ def targets(s: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # -- text ------------------------------------------------------------------------------------
-def fmt(value: float | None, digits: int = 1) -> str:
+def fmt(value: float | str | None, digits: int = 1) -> str:
     if value is None:
         return "n/a"
-    if value == float("inf"):
+    if isinstance(value, str) or value == float("inf"):
         return "errors"
     if abs(value) >= 1000:
         return f"{value:,.0f}"

@@ -530,7 +530,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     only = set(filter(None, args.only.split(","))) or {"b0f", "b1", "s", "workers", "cold"}
     if (os.cpu_count() or 1) < 2:
+        global GENERATOR_CPU
         log.warning("one core: the generator and the service cannot be pinned apart")
+        GENERATOR_CPU = SERVICE_CPU
+        args.infra_cpu = SERVICE_CPU if args.infra_cpu else ""
     started = datetime.now(UTC)
     build = generator.ensure_built()
     log.info(
@@ -614,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = started.strftime("%Y%m%dT%H%M%SZ") + (f"-{args.name}" if args.name else "")
     out = RESULTS / f"{name}.json"
-    out.write_text(json.dumps(results, indent=1) + "\n")
+    out.write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
     log.info("results: %s", out.relative_to(REPO))
     if not args.no_docs:
         report.write_docs(results, out)
