@@ -16,14 +16,14 @@ from importlib.metadata import PackageNotFoundError, version
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from uuid6 import uuid7
-
 from audit_ingest.adapters.kafka import KafkaPublisher
 from audit_ingest.adapters.redis_idempotency import RedisIdempotencyStore
 from audit_ingest.adapters.redis_limiter import RedisRateLimiter
 from audit_ingest.auth import Authenticator, GatewayAuthenticator, InlineAuthenticator
 from audit_ingest.domain.enrichment import Processing
 from audit_ingest.domain.limits import Limits
+from audit_ingest.domain.pipeline import Rules
+from audit_ingest.ids import new_event_id
 from audit_ingest.keycache import KeyResolver
 from audit_ingest.logs import configure_logging
 from audit_ingest.ports import IdempotencyStore, KeyStore, Publisher, RateLimiter
@@ -50,8 +50,8 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     The seed's "1 MB or 1 s" batching is a ceiling, not a linger: a 1 s linger would break the
     100 ms p99, so records wait at most `kafka_linger_ms` for company.
     """
-    config: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
+    return {
+        **settings.kafka_connection(),
         "client.id": f"audit-ingest-{settings.k_service}",
         "acks": "all",
         "enable.idempotence": True,
@@ -66,14 +66,58 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         # on the bench, p99 of one awaited record 7.9 -> 5.6 ms, of a 100-record flush 3.9 ->
         # 2.7 ms, and 1.5x the flat-out rate (docs/benchmarks.md).
         "socket.nagle.disable": True,
-        "security.protocol": settings.kafka_security_protocol,
     }
-    if settings.kafka_sasl_mechanism:
-        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
-        config["sasl.username"] = settings.kafka_sasl_username or ""
-        password = settings.kafka_sasl_password
-        config["sasl.password"] = password.get_secret_value() if password else ""
-    return config
+
+
+def build_publisher(settings: Settings) -> Publisher:
+    return KafkaPublisher(producer_config(settings))
+
+
+def build_idempotency_store(
+    settings: Settings, *, timeout: float | None = None
+) -> IdempotencyStore:
+    """The Redis idempotency store; a claim left pending by a dead process expires a little
+    after the longest a delivery can take."""
+    return RedisIdempotencyStore(
+        settings.redis_url.get_secret_value(),
+        timeout=settings.idempotency_timeout_seconds if timeout is None else timeout,
+        pending_ttl=settings.kafka_delivery_timeout_ms / 1000 + 5.0,
+    )
+
+
+def build_rules(settings: Settings, *, function: str | None = None) -> Rules:
+    """The pipeline's rules: the limits in force and who writes the records (`function`
+    defaults to this Knative service's name; the DLQ replay names itself)."""
+    return Rules(
+        limits=settings.limits(),
+        processing=Processing(
+            node=settings.node_name,
+            function=function or settings.k_service,
+            revision=settings.k_revision,
+            version=package_version(),
+        ),
+        topic=settings.kafka_topic,
+    )
+
+
+def build_service(
+    settings: Settings,
+    publisher: Publisher,
+    idempotency: IdempotencyStore | None,
+    *,
+    function: str | None = None,
+) -> IngestService:
+    """The ingest use case, for the functions and for the operator's DLQ replay alike."""
+    return IngestService(
+        publisher,
+        rules=build_rules(settings, function=function),
+        dlq_topic=settings.kafka_dlq_topic,
+        # The handler waits a little longer than librdkafka's own delivery timeout, so a
+        # record's fate is normally known (acked or failed) before the request gives up.
+        ack_timeout=settings.kafka_delivery_timeout_ms / 1000 + 1.0,
+        new_event_id=new_event_id,
+        idempotency=idempotency,
+    )
 
 
 @dataclass
@@ -160,7 +204,7 @@ def build_app(
     idempotency: IdempotencyStore | None = None,
 ) -> IngestApp:
     """Wire the parts for the settings' mode; adapters may be injected (tests do)."""
-    publisher = publisher or KafkaPublisher(producer_config(settings))
+    publisher = publisher or build_publisher(settings)
     authenticator: Authenticator
     if settings.auth_mode == "gateway":
         secret = settings.signing_secret()
@@ -177,32 +221,11 @@ def build_app(
             limiter = None
         elif limiter is None:
             limiter = build_limiter(settings)
-    idempotency = (
-        RedisIdempotencyStore(
-            settings.redis_url.get_secret_value(),
-            timeout=settings.idempotency_timeout_seconds,
-            pending_ttl=settings.kafka_delivery_timeout_ms / 1000 + 5.0,
-        )
-        if settings.idempotency_enabled and idempotency is None
-        else idempotency
-    )
-    service = IngestService(
-        publisher,
-        limits=settings.limits(),
-        processing=Processing(
-            node=settings.node_name,
-            function=settings.k_service,
-            revision=settings.k_revision,
-            version=package_version(),
-        ),
-        topic=settings.kafka_topic,
-        dlq_topic=settings.kafka_dlq_topic,
-        # The handler waits a little longer than librdkafka's own delivery timeout, so a
-        # record's fate is normally known (acked or failed) before the request gives up.
-        ack_timeout=settings.kafka_delivery_timeout_ms / 1000 + 1.0,
-        new_event_id=lambda: str(uuid7()),
-        idempotency=idempotency if settings.idempotency_enabled else None,
-    )
+    if not settings.idempotency_enabled:
+        idempotency = None
+    elif idempotency is None:
+        idempotency = build_idempotency_store(settings)
+    service = build_service(settings, publisher, idempotency)
     return IngestApp(
         settings, publisher, key_store, authenticator, limiter, service, settings.limits()
     )

@@ -21,14 +21,22 @@ from dotenv import dotenv_values
 
 from audit_ingest.adapters.kafka_admin import TopicSpec, create_topics
 from audit_ingest.adapters.kafka_reader import read_records
-from audit_ingest.adapters.key_admin import create_key, list_keys, revoke_key, set_rate_limit
+from audit_ingest.adapters.key_admin import (
+    RotationError,
+    create_key,
+    list_keys,
+    revoke_key,
+    rotate_key,
+    set_rate_limit,
+)
 from audit_ingest.adapters.migrations import migrate
+from audit_ingest.domain.dead_letters import DeadLetter
 from audit_ingest.domain.keys import DEFAULT_RATE_LIMIT, DEFAULT_SCOPES
 from audit_ingest.domain.timestamps import parse_rfc3339
 from audit_ingest.ops import dlq as dlq_ops
 from audit_ingest.ops import replay as replay_ops
 from audit_ingest.ops.kafka_client import client_config
-from audit_ingest.ops.keys import RotationError, parse_duration, rotate_key
+from audit_ingest.ops.keys import parse_duration
 from audit_ingest.ops.status import render_checks, stack_status
 from audit_ingest.settings import Settings
 
@@ -511,7 +519,7 @@ def dlq_replay(
     try:
         with click.progressbar(length=len(letters), label=label, file=sys.stderr) as bar:
             if dry_run:
-                report = replay_ops.dry_run(settings, letters, lambda _: bar.update(1))
+                report = asyncio.run(replay_ops.dry_run(settings, letters, lambda _: bar.update(1)))
             else:
                 report = asyncio.run(_replay(settings, letters, lambda _: bar.update(1)))
     except replay_ops.ReplayAborted as exc:
@@ -545,7 +553,7 @@ def dlq_replay(
 
 async def _replay(
     settings: Settings,
-    letters: list[dlq_ops.DeadLetter],
+    letters: list[DeadLetter],
     progress: Callable[[replay_ops.ReplayResult], None],
 ) -> replay_ops.ReplayReport:
     replayer = replay_ops.Replayer(settings)

@@ -75,4 +75,10 @@ class IdempotencyStore(Protocol):
         """Record attempts' results: done (with received_at) or failed (retry allowed)."""
         ...
 
+    async def lookup(self, tenant_id: str, key: str) -> ClaimState | None:
+        """What is stored for `key` (read only): `done` or `pending`, else None.
+
+        Raises `Unavailable` when the store is down."""
+        ...
+
     async def close(self) -> None: ...

@@ -3,9 +3,11 @@
 The only I/O is through the ports (`Publisher`, `IdempotencyStore`); ids and clocks come from
 the caller, so the whole flow runs under test with fakes.
 
-For each request: validate every event; claim the idempotency keys of the valid ones (a retry
-of a stored event gets the original event_id back and produces nothing); enrich and build the
-records of the rest; publish and await every acknowledgement; settle the claims.
+For each request: check every event (`domain.pipeline.check_event`: the one accept-or-refuse
+decision); settle repeats of a retry key inside the request (the later copy follows the first
+one, with no wait); claim the keys of the rest (a retry of a stored event gets the original
+event_id back and produces nothing); build the records (`build_event_record`), publish and
+await every acknowledgement; settle the claims.
 """
 
 from __future__ import annotations
@@ -18,28 +20,20 @@ from dataclasses import dataclass
 
 import orjson
 
-from audit_ingest.domain.enrichment import Processing, RequestContext, enrich
+from audit_ingest.domain.dead_letters import build_dead_letter
+from audit_ingest.domain.enrichment import RequestContext
 from audit_ingest.domain.envelope import Envelope
-from audit_ingest.domain.idempotency import Claim, ClaimState, fingerprint, idempotency_key
-from audit_ingest.domain.limits import Limits
+from audit_ingest.domain.idempotency import Claim, ClaimState, first_uses
+from audit_ingest.domain.pipeline import CheckedEvent, Rules, build_event_record, check_event
 from audit_ingest.domain.principal import Principal
-from audit_ingest.domain.records import (
-    KafkaRecord,
-    build_dead_letter,
-    build_record,
-    default_source,
-    serialize,
-)
-from audit_ingest.domain.timestamps import format_rfc3339_ms, parse_rfc3339
-from audit_ingest.domain.validation import ValidEvent, validate_event
+from audit_ingest.domain.records import KafkaRecord
+from audit_ingest.domain.timestamps import format_rfc3339_ms
 from audit_ingest.errors import FieldError, InvalidEvent, SinkUnavailable, Unavailable
 from audit_ingest.metrics import DLQ_RECORDS, IDEMPOTENCY
 from audit_ingest.ports import IdempotencyStore, Publisher
 
 log = logging.getLogger(__name__)
 
-# Room for what enrichment adds (ids, processing, client) on top of the event as sent.
-ENRICHMENT_HEADROOM_BYTES = 4096
 MAX_ERRORS_PER_EVENT = 50
 PENDING_POLL_SECONDS = 0.025
 
@@ -54,6 +48,12 @@ IN_PROGRESS = FieldError(
     "Another request with the same idempotency key is still being stored. Send it again.",
     "sink_unavailable",
 )
+KEY_REUSED = FieldError(
+    "idempotency_key",
+    "This idempotency key was already used for a different event in the last 24 h; use a new "
+    "key for a new event.",
+    "idempotency_key_reused",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +62,9 @@ class Accepted:
     event_id: str
     # Set when this is a retry of an event stored earlier: the original receive time.
     received_at: str | None = None
+    # True when nothing new was stored for it: a retry of a stored event, or a repeat of an
+    # earlier event of the same request (same retry key, same content).
+    duplicate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,16 +79,8 @@ Outcome = Accepted | Rejected
 @dataclass(frozen=True, slots=True)
 class _Valid:
     index: int
-    envelope: Envelope
-    event: ValidEvent
+    checked: CheckedEvent
     claim: Claim | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    item: _Valid
-    event_id: str
-    record: KafkaRecord
 
 
 class IngestService:
@@ -93,22 +88,22 @@ class IngestService:
         self,
         publisher: Publisher,
         *,
-        limits: Limits,
-        processing: Processing,
-        topic: str,
+        rules: Rules,
         dlq_topic: str,
         ack_timeout: float,
         new_event_id: Callable[[], str],
         idempotency: IdempotencyStore | None = None,
     ) -> None:
         self._publisher = publisher
-        self._limits = limits
-        self._processing = processing
-        self._topic = topic
+        self._rules = rules
         self._dlq_topic = dlq_topic
         self._ack_timeout = ack_timeout
         self._new_event_id = new_event_id
         self._idempotency = idempotency
+
+    @property
+    def rules(self) -> Rules:
+        return self._rules
 
     async def ingest(
         self,
@@ -128,27 +123,43 @@ class IngestService:
         valid: list[_Valid] = []
         for index, envelope in enumerate(envelopes):
             try:
-                valid.append(
-                    self._validate(index, envelope, principal, request, request_idempotency_key)
+                checked = check_event(
+                    envelope,
+                    principal=principal,
+                    request=request,
+                    limits=self._rules.limits,
+                    request_key=request_idempotency_key,
                 )
             except InvalidEvent as exc:
-                self._reject(index, envelope, exc, outcomes, dead_letters, principal, request)
-        claimed = await self._claim(valid, principal, outcomes)
-        prepared: list[_Prepared] = []
-        for item, event_id in claimed:
-            try:
-                prepared.append(self._prepare(item, event_id, principal, request))
-            except InvalidEvent as exc:
-                self._reject(
-                    item.index, item.envelope, exc, outcomes, dead_letters, principal, request
+                errors = tuple(exc.errors[:MAX_ERRORS_PER_EVENT])
+                outcomes[index] = Rejected(index, errors)
+                dead_letters.append(
+                    self._dead_letter(envelope, "validation_failed", errors, principal, request)
                 )
+                continue
+            valid.append(_Valid(index, checked, None))
+        # A repeat of an earlier event of this request (same retry key) follows that event.
+        firsts = first_uses([item.checked.retry_key for item in valid])
+        leaders = [
+            _Valid(item.index, item.checked, self._claim_of(item.checked))
+            for item, first in zip(valid, firsts, strict=True)
+            if first is None
+        ]
+        repeats = [
+            (item, valid[first])
+            for item, first in zip(valid, firsts, strict=True)
+            if first is not None
+        ]
         if dead_letters:
             # Rejections are already reported to the client; their dead letters are a record
             # for operators, so they do not hold the response.
             self._publisher.publish_nowait(dead_letters)
-        if prepared:
-            await self._publish(prepared, outcomes, principal, request)
+        claimed = await self._claim(leaders, principal, outcomes)
+        if claimed:
+            await self._publish(claimed, outcomes, principal, request)
         await self._settle(principal, claimed, outcomes, request)
+        for item, leader in repeats:
+            outcomes[item.index] = _repeat_outcome(item, leader, outcomes[leader.index])
         results = [outcomes[index] for index in range(len(envelopes))]
         if not any(isinstance(o, Accepted) for o in results) and any(
             _sink_failure(o) for o in results
@@ -160,27 +171,11 @@ class IngestService:
         return results
 
     # -- steps -----------------------------------------------------------------------------
-    def _validate(
-        self,
-        index: int,
-        envelope: Envelope,
-        principal: Principal,
-        request: RequestContext,
-        request_key: str | None,
-    ) -> _Valid:
-        origin_time = envelope.origin.time if envelope.origin else None
-        event = validate_event(
-            envelope.payload,
-            tenant_id=principal.tenant_id,
-            received_at=request.received_at,
-            limits=self._limits,
-            default_time=parse_rfc3339(origin_time) if origin_time else None,
-        )
-        key = idempotency_key(envelope, event.event.idempotency_key or request_key)
-        claim = None
-        if key is not None and self._idempotency is not None:
-            claim = Claim(key, self._new_event_id(), fingerprint(envelope.payload))
-        return _Valid(index, envelope, event, claim)
+    def _claim_of(self, checked: CheckedEvent) -> Claim | None:
+        if checked.retry_key is None or self._idempotency is None:
+            return None
+        assert checked.fingerprint is not None  # set whenever there is a key
+        return Claim(checked.retry_key, self._new_event_id(), checked.fingerprint)
 
     async def _claim(
         self, valid: list[_Valid], principal: Principal, outcomes: dict[int, Outcome]
@@ -202,14 +197,18 @@ class IngestService:
                 log.warning(
                     "idempotency store unavailable; %d event(s) not de-duplicated", len(waiting)
                 )
-                ready += [(replace_claim(item), self._new_event_id()) for item in waiting]
+                ready += [
+                    (_Valid(item.index, item.checked, None), item.claim.event_id)
+                    for item in waiting
+                    if item.claim is not None
+                ]
                 break
             still: list[_Valid] = []
             for item, state in zip(waiting, states, strict=True):
                 if state.status == "claimed":
                     ready.append((item, state.event_id))
                 elif state.status == "done":
-                    self._duplicate(item, state, outcomes)
+                    outcomes[item.index] = _stored_outcome(item, state)
                 else:
                     still.append(item)
             waiting = still
@@ -223,67 +222,29 @@ class IngestService:
         ready.sort(key=lambda pair: pair[0].index)
         return ready
 
-    def _duplicate(self, item: _Valid, state: ClaimState, outcomes: dict[int, Outcome]) -> None:
-        assert item.claim is not None
-        if state.fingerprint != item.claim.fingerprint:
-            IDEMPOTENCY.labels("conflict").inc()
-            outcomes[item.index] = Rejected(
-                item.index,
-                (
-                    FieldError(
-                        "idempotency_key",
-                        "This idempotency key was already used for a different event in the "
-                        "last 24 h; use a new key for a new event.",
-                        "idempotency_key_reused",
-                    ),
-                ),
-            )
-            return
-        IDEMPOTENCY.labels("duplicate").inc()
-        outcomes[item.index] = Accepted(item.index, state.event_id, state.received_at)
-
-    def _prepare(
-        self, item: _Valid, event_id: str, principal: Principal, request: RequestContext
-    ) -> _Prepared:
-        enriched = enrich(
-            item.event,
-            event_id=event_id,
-            principal=principal,
-            request=request,
-            processing=self._processing,
-            origin=item.envelope.origin,
-        )
-        value = serialize(enriched)
-        if len(value) > self._limits.max_event_bytes + ENRICHMENT_HEADROOM_BYTES:
-            raise InvalidEvent(
-                [
-                    FieldError(
-                        "",
-                        f"The event is larger than {self._limits.max_event_bytes} bytes.",
-                        "event_too_large",
-                    )
-                ]
-            )
-        origin = item.envelope.origin
-        source = origin.source if origin else default_source(principal)
-        record = build_record(enriched, value, topic=self._topic, source=source)
-        return _Prepared(item, event_id, record)
-
     async def _publish(
         self,
-        prepared: list[_Prepared],
+        claimed: list[tuple[_Valid, str]],
         outcomes: dict[int, Outcome],
         principal: Principal,
         request: RequestContext,
     ) -> None:
-        deliveries = await self._publisher.publish(
-            [item.record for item in prepared], self._ack_timeout
-        )
+        records = [
+            build_event_record(
+                item.checked,
+                event_id=event_id,
+                principal=principal,
+                request=request,
+                rules=self._rules,
+            )
+            for item, event_id in claimed
+        ]
+        deliveries = await self._publisher.publish(records, self._ack_timeout)
         permanent: list[KafkaRecord] = []
-        for item, delivery in zip(prepared, deliveries, strict=True):
-            index = item.item.index
+        for (item, event_id), delivery in zip(claimed, deliveries, strict=True):
+            index = item.index
             if delivery.acknowledged:
-                outcomes[index] = Accepted(index, item.event_id)
+                outcomes[index] = Accepted(index, event_id)
             elif delivery.retriable:
                 outcomes[index] = Rejected(index, (SINK_UNAVAILABLE,))
             else:
@@ -295,7 +256,7 @@ class IngestService:
                 )
                 permanent.append(
                     self._dead_letter(
-                        item.item.envelope, "produce_failed", (error,), principal, request
+                        item.checked.envelope, "produce_failed", (error,), principal, request
                     )
                 )
                 outcomes[index] = Rejected(index, (error,))
@@ -329,22 +290,6 @@ class IngestService:
                 "idempotency store unavailable; %d claim(s) left to expire", len(done) + len(failed)
             )
 
-    def _reject(
-        self,
-        index: int,
-        envelope: Envelope,
-        exc: InvalidEvent,
-        outcomes: dict[int, Outcome],
-        dead_letters: list[KafkaRecord],
-        principal: Principal,
-        request: RequestContext,
-    ) -> None:
-        errors = tuple(exc.errors[:MAX_ERRORS_PER_EVENT])
-        outcomes[index] = Rejected(index, errors)
-        dead_letters.append(
-            self._dead_letter(envelope, "validation_failed", errors, principal, request)
-        )
-
     def _dead_letter(
         self,
         envelope: Envelope,
@@ -373,9 +318,29 @@ def _sink_failure(outcome: Outcome) -> bool:
     )
 
 
-def replace_claim(item: _Valid) -> _Valid:
-    """The item without its claim (the store is down: nothing to settle)."""
-    return _Valid(item.index, item.envelope, item.event, None)
+def _stored_outcome(item: _Valid, state: ClaimState) -> Outcome:
+    """The answer for an event whose key was settled earlier: the stored event, or a misuse."""
+    assert item.claim is not None
+    if state.fingerprint != item.claim.fingerprint:
+        IDEMPOTENCY.labels("conflict").inc()
+        return Rejected(item.index, (KEY_REUSED,))
+    IDEMPOTENCY.labels("duplicate").inc()
+    return Accepted(item.index, state.event_id, state.received_at, duplicate=True)
+
+
+def _repeat_outcome(item: _Valid, first: _Valid, first_outcome: Outcome) -> Outcome:
+    """The answer for a later event of a request that repeats the retry key of an earlier one:
+    the earlier one's, when the content is the same (nothing more is stored); a refusal when
+    the key was reused for another event."""
+    if item.checked.fingerprint != first.checked.fingerprint:
+        IDEMPOTENCY.labels("conflict").inc()
+        return Rejected(item.index, (KEY_REUSED,))
+    IDEMPOTENCY.labels("duplicate").inc()
+    if isinstance(first_outcome, Accepted):
+        return Accepted(
+            item.index, first_outcome.event_id, first_outcome.received_at, duplicate=True
+        )
+    return Rejected(item.index, first_outcome.errors)
 
 
 def _original_bytes(envelope: Envelope) -> bytes:

@@ -120,6 +120,20 @@ class Settings(BaseSettings):
             return None
         return secret.get_secret_value().encode()
 
+    def kafka_connection(self) -> dict[str, str]:
+        """librdkafka's connection settings (brokers, security, SASL): the one place they are
+        spelled, for the functions' producer and the operator's consumers and admin clients."""
+        config = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            password = self.kafka_sasl_password
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+            config["sasl.username"] = self.kafka_sasl_username or ""
+            config["sasl.password"] = password.get_secret_value() if password else ""
+        return config
+
     def limits(self) -> Limits:
         """The pure-core view of the request limits."""
         return Limits(

@@ -24,8 +24,8 @@ from confluent_kafka import Producer
 from devstack.ports import free_ports
 
 from audit_ingest.adapters.postgres import PostgresKeyStore
+from audit_ingest.domain.dead_letters import build_dead_letter
 from audit_ingest.domain.keys import StoredKey, authorize, hash_key, is_well_formed
-from audit_ingest.domain.records import build_dead_letter
 from audit_ingest.domain.timestamps import format_rfc3339_ms
 from audit_ingest.errors import FieldError, Forbidden
 from audit_ingest.settings import Settings

@@ -46,9 +46,9 @@ from audit_ingest.domain.gateway_token import (
 )
 from audit_ingest.domain.ratelimit import WINDOW_SECONDS, RateDecision, rate_headers
 from audit_ingest.errors import KeyStoreUnavailable, Unauthenticated
-from audit_ingest.http.authorize import _OPERATIONAL as AUTHORIZE_OPERATIONAL_PATHS
-from audit_ingest.http.endpoint import request_id_of
+from audit_ingest.http.edge import request_id_of
 from audit_ingest.http.problem import PROBLEM_JSON, problem_response
+from audit_ingest.http.routes import OPERATIONAL as AUTHORIZE_OPERATIONAL_PATHS
 from audit_ingest.http.routes import Endpoint
 from audit_ingest.settings import Settings
 

@@ -4,22 +4,16 @@ import orjson
 from cloudevents.http import CloudEvent
 from cloudevents.kafka import to_binary
 
+from audit_ingest.domain.dead_letters import build_dead_letter
 from audit_ingest.domain.enrichment import Processing, RequestContext, enrich
 from audit_ingest.domain.envelope import CloudEventOrigin
 from audit_ingest.domain.limits import Limits
-from audit_ingest.domain.principal import Principal
-from audit_ingest.domain.records import (
-    build_dead_letter,
-    build_record,
-    default_source,
-    serialize,
-)
+from audit_ingest.domain.records import build_record, default_source, serialize
 from audit_ingest.domain.validation import validate_event
 from audit_ingest.errors import FieldError
-from tests.unit.test_validation import seed_event
+from tests.unit.samples import PRINCIPAL, seed_event
 
 RECEIVED = datetime(2024, 12, 5, 10, 0, 0, 123456, tzinfo=UTC)
-PRINCIPAL = Principal(tenant_id="t-1", api_key_id="key-1", scopes=("events:write",), rate_limit=100)
 REQUEST = RequestContext(
     request_id="req-1", received_at=RECEIVED, client_ip="10.0.0.1", user_agent="curl/8"
 )

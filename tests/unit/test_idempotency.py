@@ -1,24 +1,22 @@
 """Retries are safe: the same key (or CloudEvent source+id) never stores an event twice."""
 
 import asyncio
-import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import orjson
 import pytest
 
-from audit_ingest.domain.enrichment import Processing, RequestContext
+from audit_ingest.domain.enrichment import RequestContext
 from audit_ingest.domain.envelope import CloudEventOrigin, Envelope
 from audit_ingest.domain.idempotency import fingerprint, idempotency_key, storage_key
-from audit_ingest.domain.limits import Limits
 from audit_ingest.domain.principal import Principal
 from audit_ingest.domain.records import KafkaRecord
 from audit_ingest.errors import SinkUnavailable
 from audit_ingest.ports import Delivery
 from audit_ingest.service import Accepted, IngestService, Rejected
 from tests.unit.fakes import FakeIdempotencyStore, FakePublisher
-from tests.unit.test_validation import seed_event
+from tests.unit.samples import make_service, seed_event
 
 NOW = datetime(2024, 12, 5, 10, 1, tzinfo=UTC)
 TENANT = Principal("tenant-a", "key-a", ("events:write",), 100)
@@ -32,16 +30,8 @@ def request(n: int = 1) -> RequestContext:
 def service(
     publisher: FakePublisher, store: FakeIdempotencyStore, ack_timeout: float = 3.0
 ) -> IngestService:
-    counter = itertools.count(1)
-    return IngestService(
-        publisher,
-        limits=Limits(),
-        processing=Processing("n", "f", "r", "v"),
-        topic="t",
-        dlq_topic="d",
-        ack_timeout=ack_timeout,
-        new_event_id=lambda: f"id-{next(counter)}",
-        idempotency=store,
+    return make_service(
+        publisher, idempotency=store, ack_timeout=ack_timeout, topic="t", dlq_topic="d"
     )
 
 
@@ -67,7 +57,7 @@ async def test_a_retry_returns_the_original_and_stores_nothing_new() -> None:
         [Envelope(seed_event())], TENANT, request(2), request_idempotency_key="k-1"
     )
     assert first == [Accepted(0, "id-1")]
-    assert retry == [Accepted(0, "id-1", "2024-12-05T10:01:00.000Z")]
+    assert retry == [Accepted(0, "id-1", "2024-12-05T10:01:00.000Z", duplicate=True)]
     assert len(publisher.published) == 1
 
 
@@ -172,3 +162,91 @@ async def test_a_duplicate_still_in_flight_past_the_deadline_is_503() -> None:
             [Envelope(seed_event())], TENANT, request(), request_idempotency_key="k"
         )
     assert publisher.published == []
+
+
+# -- repeats inside one request --------------------------------------------------------------
+
+
+def keyed(key: str, **changes: object) -> Envelope:
+    return Envelope(seed_event(idempotency_key=key, **changes))
+
+
+async def test_a_repeat_in_one_batch_follows_the_first_copy_without_waiting() -> None:
+    publisher, store = FakePublisher(), FakeIdempotencyStore()
+    # ack_timeout far beyond the test's own timeout: a wait on the request's own claim (the
+    # old behaviour: 11 s, then sink_unavailable) would fail the test, not just slow it.
+    outcomes = await service(publisher, store, ack_timeout=600.0).ingest(
+        [keyed("k"), keyed("k")], TENANT, request()
+    )
+    assert outcomes == [Accepted(0, "id-1"), Accepted(1, "id-1", duplicate=True)]
+    assert len(publisher.published) == 1
+    assert store.records[("tenant-a", "key:k")][0] == "done"
+
+
+async def test_a_repeat_with_other_content_is_refused_as_key_reuse() -> None:
+    publisher, store = FakePublisher(), FakeIdempotencyStore()
+    first, second = await service(publisher, store, ack_timeout=600.0).ingest(
+        [keyed("k"), keyed("k", resource={"type": "user", "id": "other"})], TENANT, request()
+    )
+    assert first == Accepted(0, "id-1")
+    assert isinstance(second, Rejected)
+    assert [e.code for e in second.errors] == ["idempotency_key_reused"]
+    assert len(publisher.published) == 1
+
+
+async def test_a_repeated_cloudevent_source_and_id_is_one_event() -> None:
+    publisher, store = FakePublisher(), FakeIdempotencyStore()
+    origin = CloudEventOrigin(id="ce-1", source="/crm", type="t")
+    outcomes = await service(publisher, store, ack_timeout=600.0).ingest(
+        [Envelope(seed_event(), origin=origin)] * 3, TENANT, request()
+    )
+    assert [o.event_id for o in outcomes if isinstance(o, Accepted)] == ["id-1"] * 3
+    assert [o.duplicate for o in outcomes if isinstance(o, Accepted)] == [False, True, True]
+    assert len(publisher.published) == 1
+
+
+async def test_repeats_follow_a_retry_of_a_stored_event() -> None:
+    publisher, store = FakePublisher(), FakeIdempotencyStore()
+    ingest = service(publisher, store, ack_timeout=600.0)
+    await ingest.ingest([keyed("k")], TENANT, request(1))
+    again = await ingest.ingest([keyed("k"), keyed("k")], TENANT, request(2))
+    stored_at = "2024-12-05T10:01:00.000Z"
+    assert again == [
+        Accepted(0, "id-1", stored_at, duplicate=True),
+        Accepted(1, "id-1", stored_at, duplicate=True),
+    ]
+    assert len(publisher.published) == 1
+
+
+async def test_repeats_share_the_first_copys_failure() -> None:
+    publisher = FakePublisher([Delivery(False, "timed out")])
+    store = FakeIdempotencyStore()
+    with pytest.raises(SinkUnavailable):
+        await service(publisher, store, ack_timeout=600.0).ingest(
+            [keyed("k"), keyed("k")], TENANT, request()
+        )
+
+
+async def test_a_full_batch_of_repeats_stores_each_key_once() -> None:
+    """1000 events, 500 keys each sent twice (a client that double-sends a whole buffer)."""
+    publisher, store = FakePublisher(), FakeIdempotencyStore()
+    envelopes = [keyed(f"k-{n % 500}", context={"n": n % 500}) for n in range(1000)]
+    outcomes = await service(publisher, store, ack_timeout=600.0).ingest(
+        envelopes, TENANT, request()
+    )
+    assert all(isinstance(o, Accepted) for o in outcomes)
+    ids = [o.event_id for o in outcomes if isinstance(o, Accepted)]
+    assert ids[:500] == ids[500:]
+    assert len(set(ids)) == 500
+    assert len(publisher.published) == 500
+    assert [o.duplicate for o in outcomes if isinstance(o, Accepted)] == [False] * 500 + [
+        True
+    ] * 500
+
+
+async def test_repeats_are_settled_in_the_request_when_the_store_is_down() -> None:
+    publisher, store = FakePublisher(), FakeIdempotencyStore()
+    store.down = True
+    outcomes = await service(publisher, store).ingest([keyed("k"), keyed("k")], TENANT, request())
+    assert outcomes == [Accepted(0, "id-1"), Accepted(1, "id-1", duplicate=True)]
+    assert len(publisher.published) == 1

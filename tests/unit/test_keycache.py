@@ -5,7 +5,7 @@ import pytest
 from audit_ingest.errors import KeyStoreUnavailable
 from audit_ingest.keycache import KeyResolver
 from tests.unit.fakes import FakeKeyStore
-from tests.unit.test_keys import stored
+from tests.unit.samples import stored
 
 
 class Clock:

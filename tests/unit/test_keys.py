@@ -5,7 +5,6 @@ import pytest
 from audit_ingest.domain.keys import (
     KEY_LENGTH,
     KEY_PREFIX,
-    StoredKey,
     authorize,
     check_presented_key,
     format_key,
@@ -13,22 +12,9 @@ from audit_ingest.domain.keys import (
     is_well_formed,
 )
 from audit_ingest.errors import Forbidden, Unauthenticated
+from tests.unit.samples import stored
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def stored(**changes: object) -> StoredKey:
-    base = dict(
-        id="k1",
-        tenant_id="t1",
-        name=None,
-        scopes=("events:write",),
-        rate_limit=10,
-        is_active=True,
-        expires_at=None,
-    )
-    base.update(changes)
-    return StoredKey(**base)  # type: ignore[arg-type]
 
 
 def test_format_has_prefix_length_and_checksum() -> None:

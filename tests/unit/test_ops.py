@@ -7,17 +7,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from audit_ingest.domain.records import build_dead_letter
+from audit_ingest.domain.dead_letters import DeadLetter, build_dead_letter, parse_dead_letter
 from audit_ingest.errors import FieldError
-from audit_ingest.ops.dlq import (
-    DeadLetter,
-    DlqFilter,
-    ScanStats,
-    inspect,
-    parse_dead_letter,
-    render_inspection,
-    select_oldest,
-)
+from audit_ingest.ops.dlq import DlqFilter, ScanStats, inspect, render_inspection, select_oldest
 from audit_ingest.ops.keys import parse_duration
 from audit_ingest.ops.replay import Replayer, ReplayResult, parse_since
 from audit_ingest.ports import Delivery

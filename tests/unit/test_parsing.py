@@ -5,7 +5,7 @@ import pytest
 
 from audit_ingest.errors import MalformedBody, UnsupportedMediaType
 from audit_ingest.http.parsing import parse_batch, parse_single
-from tests.unit.test_validation import seed_event
+from tests.unit.samples import seed_event
 
 EVENT = seed_event()
 BODY = orjson.dumps(EVENT)

@@ -1,34 +1,23 @@
-import itertools
 from datetime import UTC, datetime
 
 import orjson
 import pytest
 
-from audit_ingest.domain.enrichment import Processing, RequestContext
+from audit_ingest.domain.enrichment import RequestContext
 from audit_ingest.domain.envelope import Envelope
 from audit_ingest.domain.limits import Limits
 from audit_ingest.errors import SinkUnavailable
 from audit_ingest.ports import Delivery
 from audit_ingest.service import Accepted, IngestService, Rejected
 from tests.unit.fakes import FakePublisher
-from tests.unit.test_enrichment_and_records import PRINCIPAL
-from tests.unit.test_validation import seed_event
+from tests.unit.samples import PRINCIPAL, make_service, seed_event
 
 NOW = datetime(2024, 12, 5, 10, 1, tzinfo=UTC)
 REQUEST = RequestContext(request_id="req-9", received_at=NOW)
 
 
 def service(publisher: FakePublisher, limits: Limits | None = None) -> IngestService:
-    counter = itertools.count(1)
-    return IngestService(
-        publisher,
-        limits=limits or Limits(),
-        processing=Processing("n", "f", "r", "v"),
-        topic="audit.events.v1",
-        dlq_topic="audit.events.dlq.v1",
-        ack_timeout=3.0,
-        new_event_id=lambda: f"id-{next(counter)}",
-    )
+    return make_service(publisher, limits=limits)
 
 
 async def test_valid_events_are_published_and_accepted_in_order() -> None:
@@ -96,11 +85,12 @@ async def test_cloudevent_time_is_the_default_timestamp() -> None:
 
     publisher = FakePublisher()
     origin = CloudEventOrigin(id="c", source="/s", type="t", time="2024-12-05T09:00:00+01:00")
+    other = CloudEventOrigin(id="d", source="/s", type="t", time="2024-12-05T09:00:00+01:00")
     event = seed_event()
     del event["timestamp"]
     stamped = seed_event(timestamp="2024-12-01T00:00:00Z")
     await service(publisher).ingest(
-        [Envelope(event, origin=origin), Envelope(stamped, origin=origin)], PRINCIPAL, REQUEST
+        [Envelope(event, origin=origin), Envelope(stamped, origin=other)], PRINCIPAL, REQUEST
     )
     values = [orjson.loads(record.value) for record in publisher.published]
     assert values[0]["timestamp"] == "2024-12-05T08:00:00.000Z"  # from the CloudEvent

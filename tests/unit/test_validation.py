@@ -1,27 +1,16 @@
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 
 from audit_ingest.domain.limits import Limits
 from audit_ingest.domain.validation import validate_event
 from audit_ingest.errors import InvalidEvent
+from tests.unit.samples import seed_event
 
 NOW = datetime(2024, 12, 5, 10, 0, 0, tzinfo=UTC)
 LIMITS = Limits(max_depth=6, max_string_length=50, max_future_skew_seconds=300)
-
-
-def seed_event(**changes: Any) -> dict[str, Any]:
-    """The seed's example event (E2.S8)."""
-    event: dict[str, Any] = {
-        "actor": {"id": "user-123", "type": "user", "email": "user@example.com"},
-        "action": {"name": "user.created"},
-        "resource": {"type": "user", "id": "user-456"},
-        "timestamp": "2024-12-05T10:00:00Z",
-        "result": {"success": True},
-    }
-    event.update(changes)
-    return event
 
 
 def errors_of(raw: object, tenant: str = "t1") -> dict[str, str]:
@@ -121,7 +110,13 @@ def test_non_object_event() -> None:
 
 def test_all_errors_reported_together() -> None:
     raw = seed_event(actor={"id": 1}, timestamp="nope", tenant_id="x", extra=True)
-    assert set(errors_of(raw)) == {"actor.id", "extra"}  # schema errors first, in one answer
+    # Schema, timestamp and tenant errors in one answer, not one kind per round trip.
+    assert errors_of(raw) == {
+        "actor.id": "type",
+        "extra": "unknown_field",
+        "timestamp": "invalid_timestamp",
+        "tenant_id": "tenant_mismatch",
+    }
 
 
 @pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
@@ -165,3 +160,60 @@ def test_keys_that_read_as_paths_are_quoted() -> None:
     assert errors == {'[""]': "unknown_field", '["a.b"]': "unknown_field"}
     deep = errors_of(seed_event(metadata={"x.y": "z" * 51}))
     assert deep == {'metadata["x.y"]': "too_long"}
+
+
+def test_every_field_wrong_at_once_is_named_in_one_answer() -> None:
+    """The worst case a client can send: each rule broken once, all reported together."""
+    limits = Limits(max_event_bytes=2_000, max_depth=4, max_string_length=50)
+    deep: dict[str, object] = {"a": {"b": {"c": {"d": 1}}}}
+    raw = {
+        "actor": {"id": 1, "email": "not-an-address", "type": ""},
+        "action": {"name": ""},
+        "resource": {"type": "user"},
+        "timestamp": "yesterday",
+        "result": {"success": "maybe"},
+        "context": {"deep": deep, "long": "x" * 51, "filler": ["y" * 40] * 60},
+        "metadata": "not an object",
+        "tenant_id": "someone-else",
+        "colour": "red",
+    }
+    with pytest.raises(InvalidEvent) as caught:
+        validate_event(raw, tenant_id="t1", received_at=NOW, limits=limits)
+    found = {(error.field, error.code) for error in caught.value.errors}
+    assert found >= {
+        ("actor.id", "type"),
+        ("actor.email", "invalid_email"),
+        ("actor.type", "too_short"),
+        ("action.name", "too_short"),
+        ("resource.id", "required"),
+        ("timestamp", "invalid_timestamp"),
+        ("result.success", "type"),
+        ("context.long", "too_long"),
+        ("metadata", "type"),
+        ("tenant_id", "tenant_mismatch"),
+        ("colour", "unknown_field"),
+        ("", "event_too_large"),
+    }, found
+    assert any(code == "too_deep" and field.startswith("context.deep") for field, code in found)
+
+
+def test_the_issue_example_names_both_fields() -> None:
+    raw = seed_event(result={"success": "maybe"}, timestamp="yesterday")
+    assert errors_of(raw) == {"result.success": "type", "timestamp": "invalid_timestamp"}
+
+
+def test_a_timestamp_in_the_future_is_reported_beside_schema_errors() -> None:
+    raw = seed_event(timestamp="2030-01-01T00:00:00Z", resource={"type": "user"})
+    assert errors_of(raw) == {"resource.id": "required", "timestamp": "timestamp_in_future"}
+
+
+def test_event_size_is_its_compact_json() -> None:
+    limits = Limits(max_event_bytes=300)
+    small = seed_event(context={"note": "x" * 10})
+    validate_event(small, tenant_id="t1", received_at=NOW, limits=limits)
+    large = seed_event(context={"note": "x" * 200})
+    with pytest.raises(InvalidEvent) as caught:
+        validate_event(large, tenant_id="t1", received_at=NOW, limits=limits)
+    (error,) = caught.value.errors
+    assert (error.field, error.code) == ("", "event_too_large")
+    assert str(len(orjson.dumps(large))) in error.message

@@ -10,8 +10,8 @@ import pytest
 from mock_server import MockServer, make_event
 
 from audit_ingest_sdk import AuditClient, AuditIngestError, ServerError
-from audit_ingest_sdk.errors import error_from_response, parse_retry_after
-from audit_ingest_sdk.models import UTC
+from audit_ingest_sdk._errors import error_from_response, parse_retry_after
+from audit_ingest_sdk._models import UTC
 
 
 def test_retry_after_in_seconds_or_as_an_http_date() -> None:

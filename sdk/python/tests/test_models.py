@@ -10,8 +10,8 @@ import pytest
 from mock_server import make_event
 
 from audit_ingest_sdk import Action, Actor, AuditEvent, Resource, Result
-from audit_ingest_sdk.models import UTC
-from audit_ingest_sdk.prepare import prepare_batch, prepare_event
+from audit_ingest_sdk._models import UTC
+from audit_ingest_sdk._prepare import prepare_batch, prepare_event
 
 
 def test_audit_event_serialises_like_the_api_schema_without_nones() -> None:

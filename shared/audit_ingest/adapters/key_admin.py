@@ -1,11 +1,20 @@
-"""Key administration on PostgreSQL (the CLI's side of `api_keys`; synchronous)."""
+"""Key administration on PostgreSQL (the CLI's side of `api_keys`; synchronous): every
+statement that writes the table is here.
+
+Rotation is one transaction: the old row is locked, the new key inserted (same tenant, name,
+scopes and rate limit) and the old key's `expires_at` set to the database's `now()` + grace.
+An old key that already expires sooner keeps its earlier expiry (rotation never extends a key),
+and a revoked key cannot be rotated (create a new one instead). Running functions apply the new
+`expires_at` within their key cache TTL (<= 60 s): a cached key is re-checked against its own
+`expires_at` on every request, so a grace period ends on time.
+"""
 
 from __future__ import annotations
 
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -19,6 +28,15 @@ INSERT INTO api_keys (id, key_hash, tenant_id, name, scopes, rate_limit, expires
 VALUES (%s, %s, %s, %s, %s, %s, %s)
 RETURNING id::text, tenant_id::text, name, scopes, rate_limit, is_active, expires_at, created_at
 """
+_LOCK = """
+SELECT id::text, tenant_id::text, name, scopes, rate_limit, is_active, expires_at, now()
+FROM api_keys WHERE id = %s FOR UPDATE
+"""
+_EXPIRE = """
+UPDATE api_keys SET expires_at = %s WHERE id = %s
+RETURNING id::text, tenant_id::text, name, scopes, rate_limit, is_active, expires_at
+"""
+
 _SELECT = """
 SELECT id::text, tenant_id::text, name, scopes, rate_limit, is_active, expires_at,
        created_at, last_used_at
@@ -45,14 +63,35 @@ def create_key(
     expires_at: datetime | None,
 ) -> IssuedKey:
     secret = format_key(secrets.token_bytes(32))
-    key_id = uuid.uuid4()
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        row = conn.execute(
-            _INSERT,
-            (key_id, hash_key(secret), tenant_id, name, list(scopes), rate_limit, expires_at),
-        ).fetchone()
+        return _insert(
+            conn,
+            secret,
+            tenant_id=tenant_id,
+            name=name,
+            scopes=scopes,
+            rate_limit=rate_limit,
+            expires_at=expires_at,
+        )
+
+
+def _insert(
+    conn: psycopg.Connection[Any],
+    secret: str,
+    *,
+    tenant_id: uuid.UUID | str,
+    name: str | None,
+    scopes: tuple[str, ...],
+    rate_limit: int,
+    expires_at: datetime | None,
+) -> IssuedKey:
+    """Store a new key under a new id (only the secret's hash is stored)."""
+    row = conn.execute(
+        _INSERT,
+        (uuid.uuid4(), hash_key(secret), tenant_id, name, list(scopes), rate_limit, expires_at),
+    ).fetchone()
     assert row is not None
-    return IssuedKey(stored=row_to_key(row[:-1]), secret=secret, created_at=row[-1])
+    return IssuedKey(stored=row_to_key(row[:7]), secret=secret, created_at=row[7])
 
 
 def list_keys(conninfo: str, tenant_id: uuid.UUID | None = None) -> list[tuple[StoredKey, Any]]:
@@ -82,3 +121,62 @@ def set_rate_limit(conninfo: str, key_id: uuid.UUID, rate_limit: int) -> bool:
             "UPDATE api_keys SET rate_limit = %s WHERE id = %s", (rate_limit, key_id)
         )
         return cursor.rowcount == 1
+
+
+class RotationError(Exception):
+    """The key cannot be rotated (unknown or revoked); the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """The successor (its secret shown once) and the old key as it is now stored."""
+
+    new: IssuedKey
+    old: StoredKey
+    rotated_at: datetime
+
+    @property
+    def old_expires_at(self) -> datetime:
+        assert self.old.expires_at is not None  # rotation always sets it
+        return self.old.expires_at
+
+
+def rotate_key(
+    conninfo: str,
+    key_id: uuid.UUID,
+    *,
+    grace: timedelta,
+    expires_at: datetime | None = None,
+) -> Rotation:
+    """Issue a successor of `key_id` and let the old key expire after `grace`.
+
+    :param grace: how long the old key keeps working; 0 ends it now.
+    :param expires_at: the new key's own expiry (default: none).
+    :raises RotationError: no such key, or it is revoked.
+    """
+    secret = format_key(secrets.token_bytes(32))
+    with psycopg.connect(conninfo) as conn, conn.transaction():
+        row = conn.execute(_LOCK, (key_id,)).fetchone()
+        if row is None:
+            raise RotationError(f"no key with id {key_id}")
+        old = row_to_key(row[:7])
+        now: datetime = row[7]
+        if not old.is_active:
+            raise RotationError(
+                f"key {key_id} is revoked; a revoked key stays revoked (create a new key)"
+            )
+        ends = now + grace
+        if old.expires_at is not None and old.expires_at < ends:
+            ends = old.expires_at  # rotation never extends a key's life
+        issued = _insert(
+            conn,
+            secret,
+            tenant_id=old.tenant_id,
+            name=old.name,
+            scopes=old.scopes,
+            rate_limit=old.rate_limit,
+            expires_at=expires_at,
+        )
+        updated = conn.execute(_EXPIRE, (ends, key_id)).fetchone()
+    assert updated is not None
+    return Rotation(new=issued, old=row_to_key(updated), rotated_at=now)

@@ -96,6 +96,14 @@ class RedisIdempotencyStore:
         answers = await self._eval(_CLAIM, keys, argv)
         return [_state(str(answer)) for answer in answers]
 
+    async def lookup(self, tenant_id: str, key: str) -> ClaimState | None:
+        """What the store holds for `key` now (read only); None when nothing is settled or
+        pending (no record, or a failed attempt's: the next attempt is processed normally)."""
+        stored = await self._call(lambda: self._client().get(storage_key(tenant_id, key)))
+        if stored is None or str(stored).startswith("retry|"):
+            return None
+        return _state(str(stored))
+
     async def settle(
         self,
         tenant_id: str,
@@ -123,10 +131,14 @@ class RedisIdempotencyStore:
         await self._eval(_SETTLE, keys, argv)
 
     async def _eval(self, script: str, keys: list[str], argv: list[str]) -> Any:
+        return await self._call(lambda: self._client().eval(script, len(keys), *keys, *argv))
+
+    async def _call(self, command: Callable[[], Any]) -> Any:
+        """Run one Redis command; a failure skips the store for `retry_interval`."""
         if self._clock() < self._down_until:
             raise IdempotencyUnavailable("The idempotency store failed moments ago.")
         try:
-            return await self._client().eval(script, len(keys), *keys, *argv)  # type: ignore[misc]
+            return await command()
         except (RedisError, OSError) as exc:
             self._down_until = self._clock() + self._retry_interval
             raise IdempotencyUnavailable("The idempotency store is unavailable.") from exc

@@ -12,6 +12,9 @@ from audit_ingest.domain.timestamps import format_rfc3339_ms
 from audit_ingest.domain.validation import ValidEvent
 
 _BLOCKS = {"actor", "resource", "result"}  # read only
+# A User-Agent is stored up to this length: it comes from a header, not from the event, and
+# the record's size must stay bounded by the event's (MAX_EVENT_BYTES) plus a fixed amount.
+MAX_USER_AGENT_LENGTH = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +85,10 @@ def enrich(
     body["request_id"] = request.request_id
     client = {
         name: value
-        for name, value in (("ip", request.client_ip), ("user_agent", request.user_agent))
+        for name, value in (
+            ("ip", request.client_ip),
+            ("user_agent", request.user_agent and request.user_agent[:MAX_USER_AGENT_LENGTH]),
+        )
         if value
     }
     if client:

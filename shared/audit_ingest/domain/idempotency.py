@@ -9,6 +9,7 @@ event's content tells a true retry from a key reused for a different event.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,6 +28,23 @@ def idempotency_key(envelope: Envelope, explicit: str | None) -> str | None:
     if envelope.origin is not None:
         return f"ce:{envelope.origin.source}\x00{envelope.origin.id}"
     return None
+
+
+def first_uses(keys: Sequence[str | None]) -> list[int | None]:
+    """For each position, where the same key was first used in `keys` (None: first or no key).
+
+    Two events of one request with one key are settled inside the request: the later copy
+    follows the first, instead of waiting on a claim that its own request holds.
+    """
+    first: dict[str, int] = {}
+    out: list[int | None] = []
+    for position, key in enumerate(keys):
+        if key is None:
+            out.append(None)
+            continue
+        earlier = first.setdefault(key, position)
+        out.append(None if earlier == position else earlier)
+    return out
 
 
 def fingerprint(payload: object) -> str:

@@ -9,15 +9,12 @@ through the SDK's `cloudevents.kafka.to_binary`, which costs about 15 µs a reco
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from audit_ingest.domain.envelope import CloudEventOrigin
 from audit_ingest.domain.principal import Principal
-from audit_ingest.errors import FieldError
 
 EVENT_TYPE = "audit.event.v1"
 CONTENT_TYPE = "application/json"
@@ -61,48 +58,3 @@ def build_record(enriched: dict[str, Any], value: bytes, *, topic: str, source: 
     return KafkaRecord(
         topic=topic, key=enriched["tenant_id"].encode(), value=value, headers=headers
     )
-
-
-def build_dead_letter(
-    original: bytes,
-    *,
-    topic: str,
-    reason: str,
-    errors: Sequence[FieldError],
-    tenant_id: str,
-    request_id: str,
-    received_at: str,
-    api_key_id: str = "",
-    origin: CloudEventOrigin | None = None,
-) -> KafkaRecord:
-    """A dead-letter record: the event as sent, the why in headers.
-
-    `original` is the request body for a plain JSON or binary-mode CloudEvent request, and the
-    event re-encoded as JSON for a batch item or a structured CloudEvent's `data`. When the
-    event came as a CloudEvent its attributes travel in `dlq_ce_*` headers, so a replay can
-    restore them.
-    """
-    ce_headers: tuple[tuple[str, bytes], ...] = ()
-    if origin is not None:
-        ce_headers = tuple(
-            (f"dlq_ce_{name}", value.encode())
-            for name, value in (
-                ("id", origin.id),
-                ("source", origin.source),
-                ("type", origin.type),
-                ("time", origin.time),
-                ("subject", origin.subject),
-            )
-            if value is not None
-        )
-    headers: tuple[tuple[str, bytes], ...] = (
-        ("dlq_reason", reason.encode()),
-        ("dlq_errors", orjson.dumps([error.as_dict() for error in errors])),
-        ("dlq_tenant_id", tenant_id.encode()),
-        ("dlq_api_key_id", api_key_id.encode()),
-        ("dlq_request_id", request_id.encode()),
-        ("dlq_received_at", received_at.encode()),
-        ("content-type", CONTENT_TYPE.encode()),
-        *ce_headers,
-    )
-    return KafkaRecord(topic=topic, key=tenant_id.encode(), value=original, headers=headers)

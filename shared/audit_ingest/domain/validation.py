@@ -44,56 +44,95 @@ def validate_event(
     :param default_time: the `timestamp` when the event has none and its transport gave one
         (a CloudEvent's `time`); otherwise `received_at` is.
     :returns: the event and its occurrence time.
-    :raises InvalidEvent: listing every failing field, not only the first.
+    :raises InvalidEvent: listing every failing field, not only the first: schema, limits,
+        tenant, timestamp and size errors come in one answer.
     """
     if not isinstance(raw, dict):
         raise InvalidEvent([FieldError("", "The event must be a JSON object.", "type")])
+    # One pass, every rule: the schema, the free-form limits, the tenant, the timestamp and
+    # the size are all checked whatever the others found, so one answer names every field.
+    event: AuditEventIn | None = None
     errors: list[FieldError] = []
     try:
         event = AuditEventIn.model_validate(raw)
     except ValidationError as exc:
         errors.extend(_field_error(detail) for detail in exc.errors(include_url=False))
-        # Limits of the free-form fields are still worth reporting in the same answer.
-        errors.extend(_free_form_errors(raw, limits))
-        raise InvalidEvent(errors) from None
-
     errors.extend(_free_form_errors(raw, limits))
-    if event.tenant_id is not None and event.tenant_id != tenant_id:
-        errors.append(
-            FieldError(
-                "tenant_id",
-                "tenant_id differs from the tenant of your API key; omit it: the tenant is "
-                "always taken from the key.",
-                "tenant_mismatch",
-            )
-        )
+    errors.extend(_tenant_errors(raw.get("tenant_id"), tenant_id))
     occurred_at = default_time or received_at
-    if event.timestamp is not None:
-        try:
-            occurred_at = parse_rfc3339(event.timestamp)
-        except ValueError:
-            errors.append(
-                FieldError(
-                    "timestamp",
-                    "timestamp must be an RFC 3339 date-time with an offset, "
-                    "such as 2024-12-05T10:00:00Z.",
-                    "invalid_timestamp",
-                )
-            )
-        else:
-            latest = received_at + timedelta(seconds=limits.max_future_skew_seconds)
-            if occurred_at > latest:
-                errors.append(
-                    FieldError(
-                        "timestamp",
-                        f"timestamp is more than {limits.max_future_skew_seconds} s in the "
-                        "future; check the sender's clock.",
-                        "timestamp_in_future",
-                    )
-                )
-    if errors:
+    timestamp = raw.get("timestamp")
+    if isinstance(timestamp, str):  # any other type is the schema's `type` error
+        parsed = _timestamp(timestamp, received_at, limits, errors)
+        occurred_at = parsed or occurred_at
+    errors.extend(_size_errors(raw, limits))
+    if errors or event is None:
         raise InvalidEvent(errors)
     return ValidEvent(event=event, occurred_at=occurred_at)
+
+
+def event_size(raw: dict[str, Any]) -> int | None:
+    """The event's size as compact JSON (how `MAX_EVENT_BYTES` is measured), or None when it
+    nests deeper than orjson writes (such an event is refused for its depth anyway)."""
+    try:
+        return len(orjson.dumps(raw))
+    except orjson.JSONEncodeError:
+        return None
+
+
+def _size_errors(raw: dict[str, Any], limits: Limits) -> list[FieldError]:
+    size = event_size(raw)
+    if size is None or size <= limits.max_event_bytes:
+        return []
+    return [
+        FieldError(
+            "",
+            f"The event is {size} bytes as compact JSON; at most {limits.max_event_bytes} "
+            "are accepted.",
+            "event_too_large",
+        )
+    ]
+
+
+def _tenant_errors(sent: object, tenant_id: str) -> list[FieldError]:
+    if not isinstance(sent, str) or sent == tenant_id:
+        return []
+    return [
+        FieldError(
+            "tenant_id",
+            "tenant_id differs from the tenant of your API key; omit it: the tenant is "
+            "always taken from the key.",
+            "tenant_mismatch",
+        )
+    ]
+
+
+def _timestamp(
+    text: str, received_at: datetime, limits: Limits, errors: list[FieldError]
+) -> datetime | None:
+    try:
+        occurred_at = parse_rfc3339(text)
+    except ValueError:
+        errors.append(
+            FieldError(
+                "timestamp",
+                "timestamp must be an RFC 3339 date-time with an offset, "
+                "such as 2024-12-05T10:00:00Z.",
+                "invalid_timestamp",
+            )
+        )
+        return None
+    latest = received_at + timedelta(seconds=limits.max_future_skew_seconds)
+    if occurred_at > latest:
+        errors.append(
+            FieldError(
+                "timestamp",
+                f"timestamp is more than {limits.max_future_skew_seconds} s in the "
+                "future; check the sender's clock.",
+                "timestamp_in_future",
+            )
+        )
+        return None
+    return occurred_at
 
 
 def _path(location: tuple[int | str, ...]) -> str:

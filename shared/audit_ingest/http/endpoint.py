@@ -1,20 +1,16 @@
-"""One request, start to finish: route, authenticate, read, parse, ingest, answer.
+"""The ingest functions' route bodies: authenticate, read, parse, ingest, answer; and `/ready`.
 
-This is the function's whole HTTP surface; `functions/<name>/main.py` only names the endpoint.
+The edge around them (request id, errors, metrics, access log) is `http.edge`'s; this module
+names, per endpoint, what the function answers. `functions/<name>/main.py` only names the
+endpoint.
 """
 
 from __future__ import annotations
 
-import logging
-import re
-import time
-import uuid
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
 
-import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -24,15 +20,9 @@ from audit_ingest.domain.enrichment import RequestContext
 from audit_ingest.domain.model import MAX_IDEMPOTENCY_KEY_LENGTH
 from audit_ingest.domain.ratelimit import rate_headers
 from audit_ingest.domain.timestamps import format_rfc3339_ms
-from audit_ingest.errors import (
-    AuditError,
-    KeyStoreUnavailable,
-    MalformedBody,
-    RateLimited,
-    SinkUnavailable,
-    UnsupportedMediaType,
-)
+from audit_ingest.errors import MalformedBody, RateLimited, SinkUnavailable, UnsupportedMediaType
 from audit_ingest.http.body import decode_content, read_body
+from audit_ingest.http.edge import JSON, Edge, Exchange, json_response
 from audit_ingest.http.parsing import (
     BATCH_MEDIA_TYPES,
     SINGLE_MEDIA_TYPES,
@@ -41,85 +31,26 @@ from audit_ingest.http.parsing import (
     parse_batch,
     parse_single,
 )
-from audit_ingest.http.problem import internal_error_response, problem_response
 from audit_ingest.http.responses import batch_body, single_body
 from audit_ingest.http.routes import Endpoint, Operation, resolve
-from audit_ingest.logs import log_request
 from audit_ingest.service import SINK_CODES, Accepted, Outcome
-
-log = logging.getLogger(__name__)
-_OPERATIONAL = (Operation.HEALTH, Operation.READY, Operation.METRICS)
-JSON = "application/json"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-def request_id_of(request: Request) -> str:
-    """The caller's (or the gateway's) X-Request-Id when it is sane, else a new one."""
-    offered = request.headers.get("x-request-id")
-    if offered and _REQUEST_ID.match(offered):
-        return offered
-    return uuid.uuid4().hex
 
 
 async def serve(request: Request, endpoint: Endpoint, app: IngestApp | None = None) -> Response:
     """Answer one request to the function serving `endpoint`."""
-    started = time.perf_counter()
-    headers = {"X-Request-Id": request_id_of(request)}
-    # Filled as the request goes: what its access log line says (never the API key).
-    fields: dict[str, Any] = {}
-    operation: Operation | None = None
-    try:
-        operation = resolve(request.method, request.url.path, endpoint)
-        app = app or get_app()
-        if operation is Operation.INGEST:
-            response = await _ingest(request, endpoint, app, headers, fields)
-        elif operation is Operation.HEALTH:
-            response = _json({"status": "ok"}, 200, headers)
-        elif operation is Operation.READY:
-            response = await _ready(app, headers)
-        else:
-            response = Response(generate_latest(), headers=headers, media_type=CONTENT_TYPE_LATEST)
-    except AuditError as error:
-        if isinstance(error, KeyStoreUnavailable):
-            metrics.DEPENDENCY_ERRORS.labels("key_store").inc()
-        elif isinstance(error, SinkUnavailable):
-            metrics.DEPENDENCY_ERRORS.labels("broker").inc()
-        retry_after = app.settings.retry_after_seconds if app else 2
-        response = problem_response(
-            error, instance=request.url.path, headers=headers, retry_after=retry_after
-        )
-    except Exception:
-        # A defect, not a client error: log it with the request id, answer problem+json 500
-        # (with X-Request-Id) instead of the framework's bare text.
-        log.exception("unhandled error (request %s)", headers["X-Request-Id"])
-        response = internal_error_response(instance=request.url.path, headers=headers)
-    label = endpoint.name.lower()
-    elapsed = time.perf_counter() - started
-    if operation not in _OPERATIONAL:  # probes and scrapes would drown the request figures
-        metrics.REQUESTS.labels(label, str(response.status_code)).inc()
-        metrics.REQUEST_SECONDS.labels(label, str(response.status_code)).observe(elapsed)
-    if operation is not Operation.HEALTH and operation is not Operation.METRICS:
-        log_request(
-            {
-                "request_id": headers["X-Request-Id"],
-                "endpoint": label,
-                "method": request.method,
-                "path": request.url.path[:256],
-                "status": response.status_code,
-                "duration_ms": round(elapsed * 1000, 3),
-                **fields,
-            }
-        )
-    return response
+    return await _EDGES[endpoint].handle(request, app)
 
 
-async def _ingest(
-    request: Request,
-    endpoint: Endpoint,
-    app: IngestApp,
-    headers: dict[str, str],
-    fields: dict[str, Any],
+async def _answer(
+    exchange: Exchange, operation: Operation, app: IngestApp, *, endpoint: Endpoint
 ) -> Response:
+    if operation is Operation.READY:
+        return await _ready(app, exchange.headers)
+    return await _ingest(exchange, endpoint, app)
+
+
+async def _ingest(exchange: Exchange, endpoint: Endpoint, app: IngestApp) -> Response:
+    request, headers, fields = exchange.request, exchange.headers, exchange.fields
     received_at = datetime.now(UTC)
     principal = await app.authenticator.authenticate(request.headers, received_at)
     fields["tenant_id"] = principal.tenant_id
@@ -147,7 +78,7 @@ async def _ingest(
     if batch:
         metrics.BATCH_EVENTS.observe(len(envelopes))
     context = RequestContext(
-        request_id=headers["X-Request-Id"],
+        request_id=exchange.request_id,
         received_at=received_at,
         client_ip=_client_ip(request, app.settings.client_ip_header),
         user_agent=request.headers.get("user-agent"),
@@ -170,7 +101,7 @@ async def _ingest(
     fields["rejected"] = len(outcomes) - fields["accepted"]
     stamp = format_rfc3339_ms(received_at)
     body_out = batch_body(outcomes, stamp) if batch else single_body(outcomes[0], stamp)
-    return _json(body_out, 202, headers)
+    return json_response(body_out, 202, headers)
 
 
 def _outcome_label(outcome: Outcome) -> str:
@@ -199,7 +130,7 @@ def _check_media_type(request: Request, accepted: tuple[str, ...]) -> None:
 
 async def _ready(app: IngestApp, headers: dict[str, str]) -> Response:
     if app.draining.is_set():
-        return _json({"status": "draining"}, 503, headers)
+        return json_response({"status": "draining"}, 503, headers)
     timeout = 2.0
     checks = {"broker": await app.publisher.ping(timeout)}
     if app.key_store is not None:  # gateway mode needs no key store: the gateway resolved it
@@ -209,7 +140,7 @@ async def _ready(app: IngestApp, headers: dict[str, str]) -> Response:
         "status": "ready" if ready else "not_ready",
         "checks": {name: "ok" if up else "down" for name, up in checks.items()},
     }
-    return _json(body, 200 if ready else 503, headers)
+    return json_response(body, 200 if ready else 503, headers)
 
 
 def _client_ip(request: Request, header: str | None) -> str | None:
@@ -219,5 +150,12 @@ def _client_ip(request: Request, header: str | None) -> str | None:
     return request.client.host if request.client else None
 
 
-def _json(body: object, status: int, headers: dict[str, str]) -> Response:
-    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=JSON)
+_EDGES = {
+    endpoint: Edge(
+        endpoint.name.lower(),
+        partial(resolve, endpoint=endpoint),
+        partial(_answer, endpoint=endpoint),
+        get_app,
+    )
+    for endpoint in Endpoint
+}

@@ -280,6 +280,11 @@ def _origin(event: CloudEvent, time: object, where: str) -> CloudEventOrigin:
                 field=f"{where}.time".lstrip("."),
             ) from None
     subject = event.get("subject")
+    if isinstance(subject, str) and len(subject) > 1024:
+        raise MalformedBody(
+            "CloudEvent attribute 'subject' must be at most 1024 characters.",
+            field=f"{where}.subject".lstrip("."),
+        )
     return CloudEventOrigin(
         id=values["id"],
         source=values["source"],

@@ -1,8 +1,6 @@
-"""Reading the dead-letter topic: records as values, filters, and bounded scans.
+"""Reading the dead-letter topic: filters and bounded scans.
 
-A dead letter (see `domain.records.build_dead_letter`) is the event's original bytes with the
-why in headers: `dlq_reason`, `dlq_errors` (JSON list of field errors), `dlq_tenant_id`,
-`dlq_api_key_id`, `dlq_request_id`, `dlq_received_at`.
+The record format (what a dead letter holds, written and read) is `domain.dead_letters`.
 
 Scans read each partition from a start offset up to the high watermark seen when the scan
 began, without a consumer group: they commit nothing and stop on their own.
@@ -16,101 +14,13 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-import orjson
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from audit_ingest.domain.timestamps import parse_rfc3339
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int | None
-    reason: str
-    errors: tuple[dict[str, str], ...]
-    tenant_id: str
-    api_key_id: str
-    request_id: str
-    received_at: str
-    value: bytes
-    # The CloudEvent attributes the event arrived with (dlq_ce_* headers), when it did.
-    cloudevent: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def position(self) -> str:
-        return f"{self.partition}@{self.offset}"
-
-    @property
-    def first_error(self) -> str:
-        """`field/code` of the first recorded error (`-` when none was recorded)."""
-        if not self.errors:
-            return "-"
-        first = self.errors[0]
-        where = first.get("field") or "(event)"
-        return f"{where}/{first.get('code') or '?'}"
-
-    def received(self) -> datetime | None:
-        """`dlq_received_at`, else the record's broker timestamp, else None."""
-        try:
-            return parse_rfc3339(self.received_at)
-        except ValueError:
-            if self.timestamp_ms is None:
-                return None
-            return datetime.fromtimestamp(self.timestamp_ms / 1000, UTC)
-
-    def sort_key(self) -> tuple[float, int, int]:
-        moment = self.received()
-        return (moment.timestamp() if moment else 0.0, self.partition, self.offset)
-
-
-def parse_dead_letter(
-    topic: str,
-    partition: int,
-    offset: int,
-    timestamp_ms: int | None,
-    headers: Iterable[tuple[str, bytes]],
-    value: bytes,
-) -> DeadLetter:
-    """A dead letter from a record's parts; tolerant of missing or damaged headers."""
-    found = {name: raw.decode("utf-8", "replace") for name, raw in headers}
-    return DeadLetter(
-        topic=topic,
-        partition=partition,
-        offset=offset,
-        timestamp_ms=timestamp_ms,
-        reason=found.get("dlq_reason", ""),
-        errors=_errors(found.get("dlq_errors")),
-        tenant_id=found.get("dlq_tenant_id", ""),
-        api_key_id=found.get("dlq_api_key_id", ""),
-        request_id=found.get("dlq_request_id", ""),
-        received_at=found.get("dlq_received_at", ""),
-        value=value,
-        cloudevent={
-            name.removeprefix("dlq_ce_"): text
-            for name, text in found.items()
-            if name.startswith("dlq_ce_")
-        },
-    )
-
-
-def _errors(raw: str | None) -> tuple[dict[str, str], ...]:
-    if not raw:
-        return ()
-    try:
-        decoded = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return ({"field": "", "message": raw, "code": "unreadable"},)
-    if not isinstance(decoded, list):
-        return ()
-    return tuple(
-        {str(k): str(v) for k, v in item.items()} for item in decoded if isinstance(item, dict)
-    )
+from audit_ingest.domain.dead_letters import DeadLetter, parse_dead_letter
 
 
 @dataclass(frozen=True, slots=True)

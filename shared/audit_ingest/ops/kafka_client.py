@@ -1,8 +1,7 @@
 """librdkafka settings for the operator's consumers and admin clients.
 
-`bootstrap.producer_config` is the producer's (acks, idempotence, batching); readers and admin
-clients need only the connection part of it, security included, so that the CLI works against a
-SASL/TLS cluster too.
+`Settings.kafka_connection` is the connection part (brokers, security, SASL) that the functions'
+producer uses too, so the CLI works against a SASL/TLS cluster as the functions do.
 """
 
 from __future__ import annotations
@@ -21,15 +20,4 @@ _QUIET.propagate = False
 
 def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     """Connection settings (brokers, security, SASL) plus `extra` (dots spelled as given)."""
-    config: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
-        "security.protocol": settings.kafka_security_protocol,
-        "logger": _QUIET,
-    }
-    if settings.kafka_sasl_mechanism:
-        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
-        config["sasl.username"] = settings.kafka_sasl_username or ""
-        password = settings.kafka_sasl_password
-        config["sasl.password"] = password.get_secret_value() if password else ""
-    config.update(extra)
-    return config
+    return {**settings.kafka_connection(), "logger": _QUIET, **extra}

@@ -27,40 +27,24 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import orjson
-from redis import Redis
-from redis.exceptions import RedisError
-from uuid6 import uuid7
 
-from audit_ingest.adapters.kafka import KafkaPublisher
-from audit_ingest.adapters.redis_idempotency import RedisIdempotencyStore
-from audit_ingest.bootstrap import package_version, producer_config
-from audit_ingest.domain.enrichment import Processing, RequestContext
+from audit_ingest.bootstrap import build_idempotency_store, build_publisher, build_service
+from audit_ingest.domain.dead_letters import DeadLetter
+from audit_ingest.domain.enrichment import RequestContext
 from audit_ingest.domain.envelope import CloudEventOrigin, Envelope
-from audit_ingest.domain.idempotency import (
-    Claim,
-    ClaimState,
-    fingerprint,
-    idempotency_key,
-    storage_key,
-)
+from audit_ingest.domain.idempotency import Claim, ClaimState
 from audit_ingest.domain.limits import Limits
+from audit_ingest.domain.pipeline import check_event
 from audit_ingest.domain.principal import Principal
 from audit_ingest.domain.records import KafkaRecord
 from audit_ingest.domain.timestamps import parse_rfc3339
-from audit_ingest.domain.validation import validate_event
 from audit_ingest.errors import FieldError, InvalidEvent, SinkUnavailable, Unavailable
-from audit_ingest.ops.dlq import DeadLetter
 from audit_ingest.ops.keys import parse_duration
 from audit_ingest.ports import Delivery, IdempotencyStore, Publisher
-from audit_ingest.service import SINK_CODES, Accepted, IngestService
+from audit_ingest.service import KEY_REUSED, SINK_CODES, Accepted
 from audit_ingest.settings import Settings
 
 REPLAY_FUNCTION = "dlq-replay"
-KEY_REUSED = FieldError(
-    "idempotency_key",
-    "The event's idempotency_key was already used for a different event in the last 24 h.",
-    "idempotency_key_reused",
-)
 Status = Literal["replayed", "already_replayed", "still_invalid", "failed", "would_replay"]
 
 
@@ -107,8 +91,12 @@ def replay_request_id(letter: DeadLetter) -> str:
     return f"dlq-replay:{letter.partition}:{letter.offset}"
 
 
-def _received_at(letter: DeadLetter) -> datetime:
-    return letter.received() or datetime.now(UTC)
+def _request(letter: DeadLetter) -> RequestContext:
+    """The replay's request: its id names the record, its receive time is the original one."""
+    return RequestContext(
+        request_id=replay_request_id(letter),
+        received_at=letter.received() or datetime.now(UTC),
+    )
 
 
 def _principal(letter: DeadLetter) -> Principal:
@@ -197,6 +185,12 @@ class _StrictIdempotency:
                 "replaying it again within the pending TTL is refused, later it would duplicate"
             ) from exc
 
+    async def lookup(self, tenant_id: str, key: str) -> ClaimState | None:
+        try:
+            return await self._inner.lookup(tenant_id, key)
+        except Unavailable as exc:
+            raise ReplayAborted(f"the idempotency store (Redis) did not answer: {exc}") from exc
+
     async def close(self) -> None:
         await self._inner.close()
 
@@ -212,33 +206,14 @@ class Replayer:
         idempotency: IdempotencyStore | None = None,
         redis_timeout: float = 2.0,
     ) -> None:
-        self._settings = settings
-        delivery_timeout = settings.kafka_delivery_timeout_ms / 1000
         self._publisher = _KeepDeadLetters(
-            publisher or KafkaPublisher(producer_config(settings)), settings.kafka_dlq_topic
+            publisher or build_publisher(settings), settings.kafka_dlq_topic
         )
         self._idempotency = _StrictIdempotency(
-            idempotency
-            or RedisIdempotencyStore(
-                settings.redis_url.get_secret_value(),
-                timeout=redis_timeout,
-                pending_ttl=delivery_timeout + 5.0,
-            )
+            idempotency or build_idempotency_store(settings, timeout=redis_timeout)
         )
-        self._service = IngestService(
-            self._publisher,
-            limits=settings.limits(),
-            processing=Processing(
-                node=settings.node_name,
-                function=REPLAY_FUNCTION,
-                revision=settings.k_revision,
-                version=package_version(),
-            ),
-            topic=settings.kafka_topic,
-            dlq_topic=settings.kafka_dlq_topic,
-            ack_timeout=delivery_timeout + 1.0,
-            new_event_id=lambda: str(uuid7()),
-            idempotency=self._idempotency,
+        self._service = build_service(
+            settings, self._publisher, self._idempotency, function=REPLAY_FUNCTION
         )
 
     async def replay(self, letter: DeadLetter) -> ReplayResult:
@@ -248,14 +223,11 @@ class Replayer:
         envelope = _envelope(letter)
         if isinstance(envelope, FieldError):
             return ReplayResult(letter, "still_invalid", errors=(envelope,))
-        request = RequestContext(
-            request_id=replay_request_id(letter), received_at=_received_at(letter)
-        )
         try:
             (outcome,) = await self._service.ingest(
                 [envelope],
                 _principal(letter),
-                request,
+                _request(letter),
                 request_idempotency_key=replay_key(letter),
             )
         except SinkUnavailable as exc:
@@ -288,33 +260,33 @@ class Replayer:
         return await asyncio.to_thread(self._publisher.close, 10.0)
 
 
-def dry_run(
+async def dry_run(
     settings: Settings,
     letters: Sequence[DeadLetter],
     progress: Callable[[ReplayResult], None],
     *,
+    idempotency: IdempotencyStore | None = None,
     redis_timeout: float = 2.0,
 ) -> ReplayReport:
-    """What a replay would do: the same rules, and a read-only look at the idempotency store."""
+    """What a replay would do: the same pipeline step that decides (`check_event`, under the
+    same principal, request and key as `Replayer`), and a read-only look at the idempotency
+    store. Nothing is claimed or written."""
+    store = _StrictIdempotency(
+        idempotency or build_idempotency_store(settings, timeout=redis_timeout)
+    )
     limits = settings.limits()
     report = ReplayReport()
-    client = Redis.from_url(
-        settings.redis_url.get_secret_value(),
-        socket_timeout=redis_timeout,
-        socket_connect_timeout=redis_timeout,
-        decode_responses=True,
-    )
     try:
         for letter in letters:
-            result = _dry_one(letter, client, limits)
+            result = await _dry_one(letter, store, limits)
             report.results.append(result)
             progress(result)
     finally:
-        client.close()
+        await store.close()
     return report
 
 
-def _dry_one(letter: DeadLetter, client: Redis, limits: Limits) -> ReplayResult:
+async def _dry_one(letter: DeadLetter, store: _StrictIdempotency, limits: Limits) -> ReplayResult:
     problems = _unreplayable(letter)
     if problems:
         return ReplayResult(letter, "still_invalid", errors=problems)
@@ -322,24 +294,20 @@ def _dry_one(letter: DeadLetter, client: Redis, limits: Limits) -> ReplayResult:
     if isinstance(envelope, FieldError):
         return ReplayResult(letter, "still_invalid", errors=(envelope,))
     try:
-        valid = validate_event(
-            envelope.payload,
-            tenant_id=letter.tenant_id,
-            received_at=_received_at(letter),
+        checked = check_event(
+            envelope,
+            principal=_principal(letter),
+            request=_request(letter),
             limits=limits,
+            request_key=replay_key(letter),
         )
     except InvalidEvent as exc:
         return ReplayResult(letter, "still_invalid", errors=tuple(exc.errors))
-    key = idempotency_key(envelope, valid.event.idempotency_key or replay_key(letter))
-    assert key is not None
-    try:
-        stored = client.get(storage_key(letter.tenant_id, key))
-    except (RedisError, OSError) as exc:
-        raise ReplayAborted(f"the idempotency store (Redis) did not answer: {exc}") from exc
-    parts = stored.split("|") if isinstance(stored, str) else []
-    if len(parts) >= 3 and parts[0] == "done":
-        if parts[2] == fingerprint(envelope.payload):
-            return ReplayResult(letter, "already_replayed", event_id=parts[1])
+    assert checked.retry_key is not None  # a replay always has its key
+    stored = await store.lookup(letter.tenant_id, checked.retry_key)
+    if stored is not None and stored.status == "done":
+        if stored.fingerprint == checked.fingerprint:
+            return ReplayResult(letter, "already_replayed", event_id=stored.event_id)
         return ReplayResult(letter, "still_invalid", errors=(KEY_REUSED,))
     return ReplayResult(letter, "would_replay")
 

@@ -10,15 +10,18 @@ with AuditClient(api_key="aik_...", base_url="http://127.0.0.1:8080") as client:
 
 `AuditClient` / `AsyncAuditClient` send one event or one batch per call, with retries;
 `client.batcher()` queues events and sends them in batches in the background.
+
+Everything public is imported from here (`from audit_ingest_sdk import ...`); the modules
+behind it are private (`_client`, `_wire`, ...) and may change without notice.
 """
 
-from audit_ingest_sdk._version import __version__
-from audit_ingest_sdk.async_batcher import AsyncBatchingClient
-from audit_ingest_sdk.async_client import AsyncAuditClient
-from audit_ingest_sdk.batcher import BatchingClient
-from audit_ingest_sdk.buffer import BatcherOptions, BatcherStats
-from audit_ingest_sdk.client import AuditClient
-from audit_ingest_sdk.errors import (
+from audit_ingest_sdk._async_batcher import AsyncBatchingClient
+from audit_ingest_sdk._async_client import AsyncAuditClient
+from audit_ingest_sdk._batcher import BatchingClient
+from audit_ingest_sdk._buffer import BatcherOptions, BatcherStats
+from audit_ingest_sdk._client import AuditClient
+from audit_ingest_sdk._config import ClientConfig
+from audit_ingest_sdk._errors import (
     APIStatusError,
     AuditIngestError,
     AuthenticationError,
@@ -32,9 +35,11 @@ from audit_ingest_sdk.errors import (
     UnsupportedMediaTypeError,
     ValidationError,
 )
-from audit_ingest_sdk.models import Action, Actor, AuditEvent, EventInput, Resource, Result
-from audit_ingest_sdk.results import Accepted, BatchItem, BatchResult, FailedEvent, FieldError
-from audit_ingest_sdk.retry import RetryPolicy
+from audit_ingest_sdk._failures import FailedEvent
+from audit_ingest_sdk._models import Action, Actor, AuditEvent, EventInput, Resource, Result
+from audit_ingest_sdk._results import Accepted, BatchItem, BatchResult, FieldError
+from audit_ingest_sdk._retry import RetryPolicy
+from audit_ingest_sdk._version import __version__
 
 __all__ = [
     "APIStatusError",
@@ -52,6 +57,7 @@ __all__ = [
     "BatcherOptions",
     "BatcherStats",
     "BatchingClient",
+    "ClientConfig",
     "EventInput",
     "FailedEvent",
     "FieldError",

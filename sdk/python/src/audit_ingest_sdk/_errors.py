@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from audit_ingest_sdk.models import UTC
-from audit_ingest_sdk.results import FieldError
+from audit_ingest_sdk._models import UTC
+from audit_ingest_sdk._results import FieldError
 
 
 class AuditIngestError(Exception):

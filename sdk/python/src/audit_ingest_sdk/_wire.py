@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import httpx
 
-from audit_ingest_sdk.config import ClientConfig
-from audit_ingest_sdk.errors import AuditIngestError, error_from_response
-from audit_ingest_sdk.prepare import PreparedEvent
-from audit_ingest_sdk.results import Accepted
+from audit_ingest_sdk._config import ClientConfig
+from audit_ingest_sdk._errors import AuditIngestError, error_from_response
+from audit_ingest_sdk._prepare import PreparedEvent
+from audit_ingest_sdk._results import Accepted
 
 SINGLE_PATH = "/v1/events"
 BATCH_PATH = "/v1/events/batch"

@@ -7,22 +7,20 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import tenacity
 
-from audit_ingest_sdk.config import DEFAULT_TIMEOUT, ClientConfig
-from audit_ingest_sdk.delivery import BatchDelivery
-from audit_ingest_sdk.errors import AuditIngestError, error_from_transport
-from audit_ingest_sdk.models import EventInput
-from audit_ingest_sdk.prepare import PreparedEvent, prepare_batch, prepare_event
-from audit_ingest_sdk.results import Accepted, BatchResult
-from audit_ingest_sdk.retry import RetryPolicy, sync_retrying
-from audit_ingest_sdk.wire import Request, batch_request, read_accepted, single_request
-
-if TYPE_CHECKING:
-    from audit_ingest_sdk.batcher import BatchingClient
+from audit_ingest_sdk._batcher import BatchingClient
+from audit_ingest_sdk._config import DEFAULT_TIMEOUT, ClientConfig
+from audit_ingest_sdk._delivery import BatchDelivery
+from audit_ingest_sdk._errors import AuditIngestError, error_from_transport
+from audit_ingest_sdk._models import EventInput
+from audit_ingest_sdk._prepare import PreparedEvent, prepare_batch, prepare_event
+from audit_ingest_sdk._results import Accepted, BatchResult
+from audit_ingest_sdk._retry import RetryPolicy, sync_retrying
+from audit_ingest_sdk._wire import Request, batch_request, read_accepted, single_request
 
 
 class AuditClient:
@@ -113,10 +111,11 @@ class AuditClient:
         idempotency keys) within the retry policy. Raises like `send` when the batch as a
         whole fails (`ValidationError` when no event is valid).
         """
-        return self._deliver(prepare_batch(events, stamp_time=self._config.stamp_time))
+        return self.send_prepared(prepare_batch(events, stamp_time=self._config.stamp_time))
 
-    def _deliver(self, events: Sequence[PreparedEvent]) -> BatchResult:
-        """Send already prepared events as one batch (what `send_batch` and batchers use)."""
+    def send_prepared(self, events: Sequence[PreparedEvent]) -> BatchResult:
+        """Send events the SDK already prepared as one batch (what `send_batch` and batchers
+        use: the `BatchSender` protocol). Retries and raises like `send_batch`."""
         delivery = BatchDelivery(events)
         attempts = 0
 
@@ -140,8 +139,6 @@ class AuditClient:
 
         Closing this client closes (and so flushes) its batchers first.
         """
-        from audit_ingest_sdk.batcher import BatchingClient
-
         batcher = BatchingClient(self, **options)
         with self._lock:
             self._batchers.add(batcher)

@@ -6,8 +6,8 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
+from audit_ingest_sdk._retry import RetryPolicy
 from audit_ingest_sdk._version import __version__
-from audit_ingest_sdk.retry import RetryPolicy
 
 DEFAULT_TIMEOUT = 15.0
 """Seconds per request. The server answers 503 after about 11 s when the broker is slow, so a

@@ -8,9 +8,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
 
-from audit_ingest_sdk.buffer import (
+from audit_ingest_sdk._buffer import (
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_BATCH_BYTES,
     DEFAULT_MAX_BATCH_EVENTS,
@@ -21,14 +20,12 @@ from audit_ingest_sdk.buffer import (
     EventBuffer,
     Overflow,
 )
-from audit_ingest_sdk.errors import AuditIngestError, PayloadTooLargeError
-from audit_ingest_sdk.failures import failures_from_error, failures_from_result
-from audit_ingest_sdk.models import EventInput
-from audit_ingest_sdk.prepare import PreparedEvent, prepare_event
-from audit_ingest_sdk.results import BatchResult, FailedEvent
-
-if TYPE_CHECKING:
-    from audit_ingest_sdk.async_client import AsyncAuditClient
+from audit_ingest_sdk._errors import AuditIngestError, PayloadTooLargeError
+from audit_ingest_sdk._failures import FailedEvent, failures_from_error, failures_from_result
+from audit_ingest_sdk._models import EventInput
+from audit_ingest_sdk._prepare import PreparedEvent, prepare_event
+from audit_ingest_sdk._results import BatchResult
+from audit_ingest_sdk._sender import AsyncBatchSender
 
 logger = logging.getLogger("audit_ingest_sdk")
 
@@ -48,7 +45,7 @@ class AsyncBatchingClient:
 
     def __init__(
         self,
-        client: AsyncAuditClient,
+        client: AsyncBatchSender,
         *,
         max_batch_events: int = DEFAULT_MAX_BATCH_EVENTS,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
@@ -184,7 +181,7 @@ class AsyncBatchingClient:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(wakeup.wait(), wait)
                 continue
-            accepted, failures = await deliver_splitting(self._client._deliver, batch)
+            accepted, failures = await deliver_splitting(self._client.send_prepared, batch)
             self._options.report(failures)
             self._accepted += accepted
             self._rejected += len(failures)

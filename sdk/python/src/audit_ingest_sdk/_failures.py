@@ -4,10 +4,29 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from audit_ingest_sdk.errors import AuditIngestError, ValidationError
-from audit_ingest_sdk.prepare import PreparedEvent
-from audit_ingest_sdk.results import BatchResult, FailedEvent, FieldError
+from audit_ingest_sdk._errors import AuditIngestError, ValidationError
+from audit_ingest_sdk._prepare import PreparedEvent
+from audit_ingest_sdk._results import BatchResult, FieldError
+
+
+@dataclass(frozen=True)
+class FailedEvent:
+    """An event a batcher could not deliver, handed to its `on_error` callback.
+
+    `event` is the JSON object as sent (with its `idempotency_key`: enqueue it again to retry
+    without risking a duplicate). `errors` are the server's reasons for this event; `error` is
+    the request-level exception when the whole request failed (authentication, retries
+    exhausted, ...), else None.
+    """
+
+    event: dict[str, Any]
+    idempotency_key: str
+    errors: tuple[FieldError, ...] = ()
+    error: AuditIngestError | None = field(default=None, compare=False)
+
 
 # A batch's 400 names fields `events[3].actor.id`.
 _EVENT_FIELD = re.compile(r"^events\[(\d+)\]\.?(.*)$")

@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 
-from audit_ingest_sdk.prepare import PreparedEvent
-from audit_ingest_sdk.results import BatchItem, BatchResult, FieldError
-from audit_ingest_sdk.wire import read_success
+from audit_ingest_sdk._prepare import PreparedEvent
+from audit_ingest_sdk._results import BatchItem, BatchResult, FieldError
+from audit_ingest_sdk._wire import read_success
 
 RESEND_CODE = "sink_unavailable"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from audit_ingest_sdk.models import UTC, AuditEvent, EventInput, format_timestamp
+from audit_ingest_sdk._models import UTC, AuditEvent, EventInput, format_timestamp
 
 MAX_BATCH_EVENTS = 1000
 """The server's default limit of events per batch."""

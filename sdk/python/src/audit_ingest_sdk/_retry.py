@@ -17,7 +17,7 @@ from typing import Any
 
 import tenacity
 
-from audit_ingest_sdk.errors import APIStatusError, TransportError
+from audit_ingest_sdk._errors import APIStatusError, TransportError
 
 logger = logging.getLogger("audit_ingest_sdk")
 

@@ -6,22 +6,20 @@ import asyncio
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import tenacity
 
-from audit_ingest_sdk.config import DEFAULT_TIMEOUT, ClientConfig
-from audit_ingest_sdk.delivery import BatchDelivery
-from audit_ingest_sdk.errors import AuditIngestError, error_from_transport
-from audit_ingest_sdk.models import EventInput
-from audit_ingest_sdk.prepare import PreparedEvent, prepare_batch, prepare_event
-from audit_ingest_sdk.results import Accepted, BatchResult
-from audit_ingest_sdk.retry import RetryPolicy, async_retrying
-from audit_ingest_sdk.wire import Request, batch_request, read_accepted, single_request
-
-if TYPE_CHECKING:
-    from audit_ingest_sdk.async_batcher import AsyncBatchingClient
+from audit_ingest_sdk._async_batcher import AsyncBatchingClient
+from audit_ingest_sdk._config import DEFAULT_TIMEOUT, ClientConfig
+from audit_ingest_sdk._delivery import BatchDelivery
+from audit_ingest_sdk._errors import AuditIngestError, error_from_transport
+from audit_ingest_sdk._models import EventInput
+from audit_ingest_sdk._prepare import PreparedEvent, prepare_batch, prepare_event
+from audit_ingest_sdk._results import Accepted, BatchResult
+from audit_ingest_sdk._retry import RetryPolicy, async_retrying
+from audit_ingest_sdk._wire import Request, batch_request, read_accepted, single_request
 
 
 class AsyncAuditClient:
@@ -91,10 +89,11 @@ class AsyncAuditClient:
 
     async def send_batch(self, events: Iterable[EventInput]) -> BatchResult:
         """POST 1 to 1000 events as one batch (see `AuditClient.send_batch`)."""
-        return await self._deliver(prepare_batch(events, stamp_time=self._config.stamp_time))
+        return await self.send_prepared(prepare_batch(events, stamp_time=self._config.stamp_time))
 
-    async def _deliver(self, events: Sequence[PreparedEvent]) -> BatchResult:
-        """Send already prepared events as one batch (what `send_batch` and batchers use)."""
+    async def send_prepared(self, events: Sequence[PreparedEvent]) -> BatchResult:
+        """Send events the SDK already prepared as one batch (what `send_batch` and batchers
+        use: the `AsyncBatchSender` protocol). Retries and raises like `send_batch`."""
         delivery = BatchDelivery(events)
         attempts = 0
 
@@ -119,8 +118,6 @@ class AsyncAuditClient:
 
         Closing this client closes (and so flushes) its batchers first.
         """
-        from audit_ingest_sdk.async_batcher import AsyncBatchingClient
-
         batcher = AsyncBatchingClient(self, **options)
         self._batchers.add(batcher)
         return batcher

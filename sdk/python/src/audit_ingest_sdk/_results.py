@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from audit_ingest_sdk.errors import AuditIngestError
+from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -74,19 +71,3 @@ class BatchResult:
     def rejected_items(self) -> list[BatchItem]:
         """The events that were not stored, with the reasons."""
         return [item for item in self.items if not item.accepted]
-
-
-@dataclass(frozen=True)
-class FailedEvent:
-    """An event a batcher could not deliver, handed to its `on_error` callback.
-
-    `event` is the JSON object as sent (with its `idempotency_key`: enqueue it again to retry
-    without risking a duplicate). `errors` are the server's reasons for this event; `error` is
-    the request-level exception when the whole request failed (authentication, retries
-    exhausted, ...), else None.
-    """
-
-    event: dict[str, Any]
-    idempotency_key: str
-    errors: tuple[FieldError, ...] = ()
-    error: AuditIngestError | None = field(default=None, compare=False)

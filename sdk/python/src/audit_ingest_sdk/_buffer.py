@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from audit_ingest_sdk.errors import QueueFullError
-from audit_ingest_sdk.prepare import MAX_BATCH_EVENTS, PreparedEvent
-from audit_ingest_sdk.results import FailedEvent
-from audit_ingest_sdk.wire import MAX_BATCH_BYTES, batch_body_size
+from audit_ingest_sdk._errors import QueueFullError
+from audit_ingest_sdk._failures import FailedEvent
+from audit_ingest_sdk._prepare import MAX_BATCH_EVENTS, PreparedEvent
+from audit_ingest_sdk._wire import MAX_BATCH_BYTES, batch_body_size
 
 logger = logging.getLogger("audit_ingest_sdk")
 

@@ -1,0 +1,127 @@
+"""The per-event pipeline: one envelope in, a refusal or a Kafka record out. Pure.
+
+Two steps, because an event's id is chosen between them (a retry of a stored event gets the
+id it was stored under, which only the idempotency store knows):
+
+1. `check_event`: every rule an event must pass (schema, free-form limits, tenant, timestamp,
+   size) and its retry identity. It is the whole decision to accept or refuse: the ingest
+   service, the dead-letter replay and its dry run, and the hostile-input harness all call it,
+   so none of them can accept what another refuses.
+2. `build_event_record`: enrichment and the CloudEvents-binary Kafka record. It cannot refuse
+   an event that passed step 1.
+
+`prepare_event` runs both, for callers that already have the id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from audit_ingest.domain.enrichment import Processing, RequestContext, enrich
+from audit_ingest.domain.envelope import Envelope
+from audit_ingest.domain.idempotency import fingerprint, idempotency_key
+from audit_ingest.domain.limits import Limits
+from audit_ingest.domain.principal import Principal
+from audit_ingest.domain.records import KafkaRecord, build_record, default_source, serialize
+from audit_ingest.domain.timestamps import parse_rfc3339
+from audit_ingest.domain.validation import ValidEvent, validate_event
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What the pipeline applies besides the event itself: limits, who writes, where to."""
+
+    limits: Limits
+    processing: Processing
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedEvent:
+    """An event that passed every rule, with its retry identity (None: the client gave none).
+
+    `fingerprint` digests the content, so a retry is told from a key reused for another event.
+    """
+
+    envelope: Envelope
+    valid: ValidEvent
+    retry_key: str | None
+    fingerprint: str | None
+
+
+def check_event(
+    envelope: Envelope,
+    *,
+    principal: Principal,
+    request: RequestContext,
+    limits: Limits,
+    request_key: str | None = None,
+) -> CheckedEvent:
+    """Step 1: the accept-or-refuse decision for one event.
+
+    :param request_key: the request's `Idempotency-Key` (single events); an event's own
+        `idempotency_key` takes precedence, then the CloudEvent's source + id.
+    :raises InvalidEvent: naming every failing field.
+    """
+    origin_time = envelope.origin.time if envelope.origin else None
+    valid = validate_event(
+        envelope.payload,
+        tenant_id=principal.tenant_id,
+        received_at=request.received_at,
+        limits=limits,
+        default_time=parse_rfc3339(origin_time) if origin_time else None,
+    )
+    key = idempotency_key(envelope, valid.event.idempotency_key or request_key)
+    return CheckedEvent(
+        envelope=envelope,
+        valid=valid,
+        retry_key=key,
+        fingerprint=fingerprint(envelope.payload) if key is not None else None,
+    )
+
+
+def build_event_record(
+    checked: CheckedEvent,
+    *,
+    event_id: str,
+    principal: Principal,
+    request: RequestContext,
+    rules: Rules,
+) -> KafkaRecord:
+    """Step 2: the enriched event as the record for the main topic."""
+    origin = checked.envelope.origin
+    enriched = enrich(
+        checked.valid,
+        event_id=event_id,
+        principal=principal,
+        request=request,
+        processing=rules.processing,
+        origin=origin,
+    )
+    source = origin.source if origin else default_source(principal)
+    return build_record(enriched, serialize(enriched), topic=rules.topic, source=source)
+
+
+def prepare_event(
+    envelope: Envelope,
+    *,
+    event_id: str,
+    principal: Principal,
+    request: RequestContext,
+    rules: Rules,
+    request_key: str | None = None,
+) -> KafkaRecord:
+    """Both steps for one event whose id is already known.
+
+    :raises InvalidEvent: naming every failing field.
+    """
+    checked = check_event(
+        envelope,
+        principal=principal,
+        request=request,
+        limits=rules.limits,
+        request_key=request_key,
+    )
+    return build_event_record(
+        checked, event_id=event_id, principal=principal, request=request, rules=rules
+    )
