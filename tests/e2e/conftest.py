@@ -1,118 +1,36 @@
-"""The two functions as real processes, started by the functions-framework CLI."""
+"""The two functions as real processes (helpers: tests/functions.py)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-from devstack.ports import free_ports
 
 from audit_ingest.settings import Settings
-from tests.stack import REPO
-
-# Short cache lifetimes so revocation is observable within a test.
-E2E_SETTINGS = {
-    "KEY_CACHE_TTL_SECONDS": "1",
-    "KEY_NEGATIVE_CACHE_TTL_SECONDS": "0",
-    "LOG_LEVEL": "WARNING",
-}
-
-
-@dataclass
-class FunctionProcess:
-    name: str
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def start_function(target: str, env: dict[str, str], log_dir: Path) -> FunctionProcess:
-    (port,) = free_ports(1)
-    log = log_dir / f"{target}.log"
-    executable = shutil.which("functions-framework", path=str(Path(sys.executable).parent))
-    assert executable, "functions-framework is not installed in this environment"
-    process = subprocess.Popen(
-        [
-            executable,
-            "--target",
-            target,
-            "--source",
-            f"functions/{target}/main.py",
-            "--asgi",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{target} exited early:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return FunctionProcess(target, url, process, log)
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{target} did not become healthy:\n{log.read_text()}")
-
-
-def stop_function(function: FunctionProcess, timeout: float = 30) -> int:
-    if function.process.poll() is None:
-        function.process.terminate()
-        try:
-            function.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            function.process.kill()
-            function.process.wait()
-    return function.process.returncode
+from tests.functions import (
+    FunctionProcess,
+    function_environment,
+    running_functions,
+    temporary_log_dir,
+)
 
 
 @pytest.fixture(scope="session")
 def function_env(settings: Settings, stack_env: dict[str, str]) -> dict[str, str]:
-    env = {**os.environ, **stack_env, **E2E_SETTINGS}
-    env.pop("PYTHONPATH", None)
-    return env
+    return function_environment(stack_env)
 
 
 @pytest.fixture(scope="session")
 def log_dir() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="audit-ingest-e2e-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+    with temporary_log_dir() as folder:
+        yield folder
 
 
 @pytest.fixture(scope="session")
 def functions(function_env: dict[str, str], log_dir: Path) -> Iterator[dict[str, FunctionProcess]]:
-    started = {
-        "single": start_function(
-            "ingest_event", {**function_env, "K_SERVICE": "ingest-event"}, log_dir
-        ),
-        "batch": start_function(
-            "ingest_batch", {**function_env, "K_SERVICE": "ingest-batch"}, log_dir
-        ),
-    }
-    yield started
-    for function in started.values():
-        stop_function(function)
+    with running_functions(function_env, log_dir) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")

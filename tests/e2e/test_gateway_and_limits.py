@@ -31,9 +31,9 @@ from audit_ingest.domain.gateway_token import (
 )
 from audit_ingest.domain.principal import Principal
 from audit_ingest.settings import Settings
-from tests.e2e.conftest import FunctionProcess, start_function, stop_function
+from tests.functions import FunctionProcess, start_function, stop_function
 from tests.stack import REPO, KeyFactory, TopicReader
-from tests.unit.test_validation import seed_event
+from tests.unit.samples import seed_event
 
 pytestmark = pytest.mark.e2e
 SECRET = "gateway-secret-for-e2e-tests-0123456789"

@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from audit_ingest.settings import Settings
-from tests.e2e.test_ingest import find, post
+from tests.e2e.client import find, post
 from tests.stack import KeyFactory, TopicReader
-from tests.unit.test_validation import seed_event
+from tests.unit.samples import seed_event
 
 pytestmark = pytest.mark.e2e
 

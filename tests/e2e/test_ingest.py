@@ -14,7 +14,7 @@ import pytest
 from audit_ingest.adapters.key_admin import revoke_key
 from audit_ingest.settings import Settings
 from tests.stack import KeyFactory, TopicReader
-from tests.unit.test_validation import seed_event
+from tests.unit.samples import seed_event
 
 pytestmark = pytest.mark.e2e
 Reader = Callable[[str], TopicReader]

@@ -8,10 +8,10 @@ import httpx
 import orjson
 import pytest
 
-from tests.e2e.test_ingest import post
+from tests.e2e.client import post
 from tests.openapi_check import validate_response
 from tests.stack import KeyFactory
-from tests.unit.test_validation import seed_event
+from tests.unit.samples import seed_event
 
 pytestmark = pytest.mark.e2e
 

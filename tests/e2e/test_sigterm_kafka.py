@@ -18,9 +18,9 @@ import pytest
 from confluent_kafka import Message
 
 from audit_ingest.settings import Settings
-from tests.e2e.conftest import start_function, stop_function
+from tests.functions import start_function, stop_function
 from tests.stack import KeyFactory, TopicReader
-from tests.unit.test_validation import seed_event
+from tests.unit.samples import seed_event
 
 pytestmark = pytest.mark.e2e
 

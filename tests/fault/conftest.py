@@ -21,10 +21,9 @@ from devstack.cluster import ClusterStack
 
 from audit_ingest.adapters.migrations import migrate
 from tests.fault import profiles
-from tests.fault.harness import RunResult
+from tests.fault.harness import RESULTS
 from tests.stack import KAFKA_LIBS, REPO
 
-RESULTS: list[RunResult] = []
 COLUMNS = (
     "fault",
     "sent",

@@ -27,11 +27,11 @@ from devstack.cluster import ClusterStack
 
 from audit_ingest.adapters.kafka_admin import TopicSpec, create_topics
 from audit_ingest.adapters.key_admin import create_key
-from tests.e2e.conftest import FunctionProcess, start_function, stop_function
 from tests.fault.ledger import Ledger
 from tests.fault.loadgen import KeyRef, LoadGenerator, LoadSpec, Targets, monotonic_clock
 from tests.fault.profiles import Profile
 from tests.fault.verifier import Verdict, read_topic, verify, wait_stable_offsets
+from tests.functions import FunctionProcess, start_function, stop_function
 
 STACK_VARS = ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")
 TENANTS = 8
@@ -185,6 +185,11 @@ class RunResult:
             "p99_ms": round(v.p99_ms, 1),
             "seconds": round(self.seconds, 1),
         }
+
+
+# Every run of this session, in order: test_faults.py appends, the conftest's terminal summary
+# tabulates them.
+RESULTS: list[RunResult] = []
 
 
 def function_env(stack: ClusterStack, profile: Profile, topic: str, dlq: str) -> dict[str, str]:

@@ -20,8 +20,7 @@ from devstack.cluster import ClusterStack
 
 from audit_ingest.adapters.key_admin import create_key, revoke_key
 from tests.fault import profiles
-from tests.fault.conftest import RESULTS
-from tests.fault.harness import Run, RunResult, Scenario, execute, prepare, save_summary
+from tests.fault.harness import RESULTS, Run, RunResult, Scenario, execute, prepare, save_summary
 from tests.fault.ledger import Attempt, Outcome
 from tests.fault.loadgen import KeyRef
 from tests.fault.verifier import check_gate

@@ -1,17 +1,16 @@
 """Fixtures of the hostile tier: the e2e function processes, their own topics, DEBUG logs.
 
-The stack (`tests.stack`, registered by tests/conftest.py) and the process helpers of the e2e
-tier are reused; the ingest functions here run with `LOG_LEVEL=DEBUG` (so a leaked key would
-show in their logs) and write to topics of their own, so that everything in those topics came
-from this tier's traffic and can be accounted for. Every API key a hostile test issues is
-recorded (`issued_secrets`) for the secret-hygiene test to search for.
+The stack (`tests.stack`, registered by tests/conftest.py) and the process helpers
+(`tests.functions`) are reused; the ingest functions here run with `LOG_LEVEL=DEBUG` (so a
+leaked key would show in their logs) and write to topics of their own, so that everything in
+those topics came from this tier's traffic and can be accounted for. Every API key a hostile
+test issues is recorded (`tests.hostile.tier`) for the secret-hygiene test to search for.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,62 +19,35 @@ import pytest
 from audit_ingest.adapters.kafka_admin import TopicSpec, create_topics
 from audit_ingest.adapters.key_admin import IssuedKey, create_key
 from audit_ingest.settings import Settings
-
-# Fixtures of the e2e tier, imported by name so pytest registers them for this folder too.
-from tests.e2e.conftest import (
-    FunctionProcess,
-    function_env,  # noqa: F401
-    log_dir,  # noqa: F401
+from tests.functions import (
+    function_environment,
     start_function,
     stop_function,
+    temporary_log_dir,
+)
+from tests.hostile.tier import (
+    HOSTILE_DLQ_TOPIC,
+    HOSTILE_TOPIC,
+    HostileFunctions,
+    record_issued,
 )
 from tests.stack import KeyFactory
 
-HOSTILE_TOPIC = "audit.events.hostile.v1"
-HOSTILE_DLQ_TOPIC = "audit.events.hostile.dlq.v1"
-# Every hostile request must be answered within this bound (seconds), whatever its body.
-ANSWER_WITHIN = 5.0
 
-# Keys issued by hostile tests in this session, and keys presented that were never stored
-# (unknown, malformed): what the secret-hygiene test searches for.
-_ISSUED: list[IssuedKey] = []
-_PRESENTED: set[str] = set()
-
-
-def record_issued(issued: IssuedKey) -> None:
-    _ISSUED.append(issued)
-
-
-def record_presented(key: str) -> None:
-    _PRESENTED.add(key)
-
-
-def presented_keys() -> set[str]:
-    return _PRESENTED | {issued.secret for issued in _ISSUED}
-
-
-@dataclass(frozen=True)
-class HostileFunctions:
-    single: FunctionProcess
-    batch: FunctionProcess
-    topic: str
-    dlq_topic: str
-
-    @property
-    def single_url(self) -> str:
-        return self.single.url
-
-    @property
-    def batch_url(self) -> str:
-        return self.batch.url
-
-    def url_for(self, path: str) -> str:
-        """The base URL of the function serving `path` (as APISIX routes it)."""
-        return self.batch.url if path.rstrip("/").endswith("/batch") else self.single.url
+# The e2e tier's session fixtures, for this folder (helpers: tests/functions.py).
+@pytest.fixture(scope="session")
+def function_env(settings: Settings, stack_env: dict[str, str]) -> dict[str, str]:
+    return function_environment(stack_env)
 
 
 @pytest.fixture(scope="session")
-def hostile_env(function_env: dict[str, str], settings: Settings) -> dict[str, str]:  # noqa: F811
+def log_dir() -> Iterator[Path]:
+    with temporary_log_dir() as folder:
+        yield folder
+
+
+@pytest.fixture(scope="session")
+def hostile_env(function_env: dict[str, str], settings: Settings) -> dict[str, str]:
     create_topics(
         settings.kafka_bootstrap_servers,
         [
@@ -92,7 +64,7 @@ def hostile_env(function_env: dict[str, str], settings: Settings) -> dict[str, s
 
 
 @pytest.fixture(scope="session")
-def hostile(hostile_env: dict[str, str], log_dir: Path) -> Iterator[HostileFunctions]:  # noqa: F811
+def hostile(hostile_env: dict[str, str], log_dir: Path) -> Iterator[HostileFunctions]:
     folder = log_dir / "hostile"
     folder.mkdir(exist_ok=True)
     single = start_function("ingest_event", {**hostile_env, "K_SERVICE": "ingest-event"}, folder)

@@ -30,10 +30,10 @@ import pytest
 
 from audit_ingest.adapters.key_admin import IssuedKey
 from audit_ingest.settings import Settings
-from tests.hostile.conftest import HostileFunctions
+from tests.hostile.tier import HostileFunctions
 from tests.openapi_check import validate_response
 from tests.stack import KeyFactory, TopicReader
-from tests.unit.test_validation import seed_event
+from tests.unit.samples import seed_event
 
 pytestmark = pytest.mark.e2e
 

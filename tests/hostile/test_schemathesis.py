@@ -40,11 +40,11 @@ from audit_ingest.adapters.key_admin import IssuedKey, revoke_key
 from audit_ingest.domain.keys import format_key
 from audit_ingest.domain.model import Email
 from audit_ingest.settings import Settings
-from tests.hostile.conftest import HostileFunctions, record_presented
 from tests.hostile.harness import replay
+from tests.hostile.tier import HostileFunctions, record_presented
 from tests.openapi_check import load_spec
 from tests.stack import KeyFactory, TopicReader
-from tests.unit.test_validation import seed_event
+from tests.unit.samples import seed_event
 
 pytestmark = pytest.mark.e2e
 

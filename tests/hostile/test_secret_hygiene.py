@@ -44,10 +44,10 @@ from audit_ingest.domain.gateway_token import (
 )
 from audit_ingest.domain.keys import KEY_PREFIX, format_key
 from audit_ingest.settings import Settings
-from tests.e2e.conftest import FunctionProcess, start_function, stop_function
-from tests.hostile.conftest import HostileFunctions, presented_keys, record_presented
+from tests.functions import FunctionProcess, start_function, stop_function
+from tests.hostile.tier import HostileFunctions, presented_keys, record_presented
 from tests.stack import KeyFactory
-from tests.unit.test_validation import seed_event
+from tests.unit.samples import seed_event
 
 pytestmark = pytest.mark.e2e
 

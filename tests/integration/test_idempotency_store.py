@@ -120,3 +120,29 @@ async def test_after_a_failure_the_store_is_skipped_for_the_retry_interval() -> 
         assert time.monotonic() - started < 0.05  # no connection attempted
     finally:
         await store.close()
+
+
+async def test_lookup_reads_what_claims_and_settlements_wrote(stack_env: dict[str, str]) -> None:
+    """The store's read method: callers (the DLQ dry run) never parse its values."""
+    store = RedisIdempotencyStore(stack_env["REDIS_URL"], timeout=1.0)
+    tenant = str(uuid.uuid4())
+    try:
+        assert await store.lookup(tenant, "k") is None
+        await store.claim(tenant, [claim("k", "e1")])
+        pending = await store.lookup(tenant, "k")
+        assert pending is not None and (pending.status, pending.event_id) == ("pending", "e1")
+        await store.settle(tenant, [], [claim("k", "e1")])
+        assert await store.lookup(tenant, "k") is None  # a failed attempt: nothing stored
+        await store.claim(tenant, [claim("k", "e2")])
+        await store.settle(tenant, [(claim("k", "e1"), "2024-12-05T10:00:00.000Z")], [])
+        done = await store.lookup(tenant, "k")
+        assert done is not None
+        assert (done.status, done.event_id, done.fingerprint, done.received_at) == (
+            "done",
+            "e1",
+            "fp1",
+            "2024-12-05T10:00:00.000Z",
+        )
+        assert await store.lookup(str(uuid.uuid4()), "k") is None  # scoped to the tenant
+    finally:
+        await store.close()

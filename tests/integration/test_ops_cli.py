@@ -29,7 +29,7 @@ from audit_ingest.domain.keys import StoredKey, authorize, hash_key, is_well_for
 from audit_ingest.domain.timestamps import format_rfc3339_ms
 from audit_ingest.errors import FieldError, Forbidden
 from audit_ingest.settings import Settings
-from tests.e2e.conftest import E2E_SETTINGS, FunctionProcess, start_function, stop_function
+from tests.functions import E2E_SETTINGS, FunctionProcess, start_function, stop_function
 from tests.stack import KeyFactory, TopicReader
 
 pytestmark = pytest.mark.integration

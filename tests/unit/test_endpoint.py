@@ -18,8 +18,7 @@ from audit_ingest.http.routes import Endpoint
 from audit_ingest.ports import Delivery
 from audit_ingest.settings import Settings
 from tests.unit.fakes import FakeIdempotencyStore, FakeKeyStore, FakeLimiter, FakePublisher
-from tests.unit.test_keys import stored
-from tests.unit.test_validation import seed_event
+from tests.unit.samples import seed_event, stored
 
 OPERATIONS_GUIDE = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
 KEY = format_key(b"\x07" * 32)

@@ -29,10 +29,9 @@ from audit_ingest.http.endpoint import serve
 from audit_ingest.http.routes import Endpoint
 from audit_ingest.keycache import KeyResolver
 from audit_ingest.settings import Settings
+from tests.unit.clients import app_client
 from tests.unit.fakes import FakeIdempotencyStore, FakeKeyStore, FakeLimiter, FakePublisher
-from tests.unit.test_gateway import app_client
-from tests.unit.test_keys import stored
-from tests.unit.test_validation import seed_event
+from tests.unit.samples import seed_event, stored
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 AUDIENCE = "serving.knative.dev/service/audit-ingest/ingest-eventing"

@@ -8,10 +8,6 @@ import jwt
 import orjson
 import pytest
 from pydantic import ValidationError
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from audit_ingest.bootstrap import build_app, build_authorize_app
 from audit_ingest.domain.gateway_token import (
@@ -27,9 +23,9 @@ from audit_ingest.http.authorize import serve_authorize
 from audit_ingest.http.endpoint import serve
 from audit_ingest.http.routes import Endpoint
 from audit_ingest.settings import Settings
+from tests.unit.clients import app_client
 from tests.unit.fakes import FakeIdempotencyStore, FakeKeyStore, FakePublisher
-from tests.unit.test_keys import stored
-from tests.unit.test_validation import seed_event
+from tests.unit.samples import seed_event, stored
 
 SECRET = b"s" * 32
 NOW = 1_800_000_000
@@ -115,14 +111,6 @@ def test_gateway_mode_needs_a_long_secret() -> None:
     with pytest.raises(ValidationError, match="GATEWAY_SIGNING_SECRET"):
         Settings(auth_mode="gateway", gateway_signing_secret="short")
     assert Settings(auth_mode="gateway", gateway_signing_secret="s" * 32).signing_secret()
-
-
-def app_client(handler: object) -> httpx.AsyncClient:
-    async def endpoint(request: Request) -> Response:
-        return await handler(request)  # type: ignore[operator, no-any-return]
-
-    asgi = Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST"])])
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://t")
 
 
 @pytest.fixture

@@ -44,8 +44,7 @@ from tests.openapi_check import (
     validate_response,
 )
 from tests.unit.fakes import FakeIdempotencyStore, FakeKeyStore, FakeLimiter, FakePublisher
-from tests.unit.test_keys import stored
-from tests.unit.test_validation import seed_event
+from tests.unit.samples import seed_event, stored
 
 SINGLE = "/v1/events"
 BATCH = "/v1/events/batch"

@@ -11,7 +11,7 @@ from audit_ingest.domain.dead_letters import DeadLetter, build_dead_letter, pars
 from audit_ingest.errors import FieldError
 from audit_ingest.ops.dlq import DlqFilter, ScanStats, inspect, render_inspection, select_oldest
 from audit_ingest.ops.keys import parse_duration
-from audit_ingest.ops.replay import Replayer, ReplayResult, parse_since
+from audit_ingest.ops.replay import Replayer, ReplayResult, dry_run, parse_since
 from audit_ingest.ports import Delivery
 from audit_ingest.settings import Settings
 from tests.unit.fakes import FakeIdempotencyStore, FakePublisher
@@ -147,3 +147,39 @@ async def test_replay_stops_when_the_store_is_down_and_reports_broker_failures()
     replayer = Replayer(Settings(), publisher=refused, idempotency=FakeIdempotencyStore())
     (result,) = (await replayer.run([letter(3)], lambda _: None)).results
     assert result.status == "failed" and refused.published == []
+
+
+async def test_the_dry_run_decides_as_the_replay_does() -> None:
+    """Dry run and replay share the pipeline's one decision: a record the dry run would replay
+    is replayed, one it calls still invalid is refused by the replay too, for every kind of
+    record (valid, invalid, not JSON, too large, a key reused for another event)."""
+    store = FakeIdempotencyStore()
+    publisher = FakePublisher()
+    settings = Settings(max_event_bytes=1024)
+    large = orjson.dumps({**orjson.loads(VALID), "context": {"note": "x" * 5000}})
+    keyed = orjson.dumps({**orjson.loads(VALID), "idempotency_key": "order-1"})
+    reused = orjson.dumps(
+        {**orjson.loads(VALID), "idempotency_key": "order-1", "context": {"other": True}}
+    )
+    letters = [letter(1), letter(2, INVALID), letter(3, b"{"), letter(4, large), letter(5, keyed)]
+    dry = await dry_run(settings, letters, lambda _: None, idempotency=store)
+    replayer = Replayer(settings, publisher=publisher, idempotency=store)
+    real = await replayer.run(letters, lambda _: None)
+    expected = {"would_replay": "replayed", "still_invalid": "still_invalid"}
+    assert [expected[r.status] for r in dry.results] == [r.status for r in real.results]
+    assert [r.status for r in real.results] == [
+        "replayed",
+        "still_invalid",
+        "still_invalid",
+        "still_invalid",
+        "replayed",
+    ]
+    assert real.results[3].errors[0].code == "event_too_large"
+    # Afterwards both see the same store: replayed records are already replayed, and the key
+    # reused for other content is refused by both.
+    later = [*letters, letter(6, reused)]
+    dry_again = await dry_run(settings, later, lambda _: None, idempotency=store)
+    real_again = await replayer.run(later, lambda _: None)
+    assert [r.status for r in dry_again.results] == [r.status for r in real_again.results]
+    assert real_again.results[5].errors[0].code == "idempotency_key_reused"
+    assert len(publisher.published) == 2

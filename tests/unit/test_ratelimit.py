@@ -15,8 +15,7 @@ from audit_ingest.http.endpoint import serve
 from audit_ingest.http.routes import Endpoint
 from audit_ingest.settings import Settings
 from tests.unit.fakes import FakeIdempotencyStore, FakeKeyStore, FakeLimiter, FakePublisher
-from tests.unit.test_keys import stored
-from tests.unit.test_validation import seed_event
+from tests.unit.samples import seed_event, stored
 
 KEY_A = format_key(b"\x0a" * 32)
 KEY_B = format_key(b"\x0b" * 32)

@@ -27,9 +27,14 @@ def batch_body(outcomes: Sequence[Outcome], received_at: str) -> dict[str, Any]:
     for outcome in outcomes:
         if isinstance(outcome, Accepted):
             accepted += 1
-            items.append(
-                {"index": outcome.index, "event_id": outcome.event_id, "status": "accepted"}
-            )
+            item: dict[str, Any] = {
+                "index": outcome.index,
+                "event_id": outcome.event_id,
+                "status": "accepted",
+            }
+            if outcome.duplicate:  # stored earlier, or earlier in this batch: nothing new
+                item["duplicate"] = True
+            items.append(item)
         else:
             items.append(
                 {
