@@ -1,11 +1,13 @@
 """audit_ingest: the library both ingest functions share.
 
 Layers, from pure to I/O:
-    domain/     validation, enrichment, records: pure functions over plain data
-    service     the ingest use case over the `ports` (Publisher, KeyStore)
+    domain/     validation, enrichment, records: pure functions over plain data;
+                `domain.pipeline` is the per-event pipeline every caller shares
+    service     the ingest use case over the `ports` (Publisher, IdempotencyStore)
     keycache    cached key lookups with a revocation bound and stale-if-error
-    adapters/   Kafka, PostgreSQL: the one real implementation of each port
-    http/       the edge: routing, parsing, problem+json; `http.endpoint.serve`
+    adapters/   Kafka, PostgreSQL, Redis: the one real implementation of each port
+    http/       the edge (`http.edge`: one for every function), routing, parsing,
+                problem+json; `http.endpoint.serve` and `http.authorize.serve_authorize`
     bootstrap   the composition root, built lazily on the first request
     settings    the one settings object; nothing else reads the environment
     cli         `audit-ingest`, the operator's command line

@@ -16,9 +16,14 @@ reliability plan's figure by hand:
 from __future__ import annotations
 
 import base64
+import binascii
 import copy
+import gzip
+import json
 import os
 import re
+import zlib
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -29,8 +34,9 @@ from hypothesis import strategies as st
 
 from audit_ingest.domain.limits import Limits
 from audit_ingest.domain.validation import validate_event
-from audit_ingest.errors import AuditError, InvalidEvent
+from audit_ingest.errors import AuditError, InvalidEvent, MalformedBody
 from audit_ingest.http.parsing import parse_single
+from audit_ingest.http.problem import status_of
 from tests.hostile.harness import (
     BATCH,
     MAX_SECONDS,
@@ -248,6 +254,160 @@ def run(request: Request) -> Result | None:
     return result
 
 
+# -- what a request must come to, read from the request alone (not by the library) ----------
+
+JSON, CE, CE_BATCH = (
+    "application/json",
+    "application/cloudevents+json",
+    "application/cloudevents-batch+json",
+)
+CE_REQUIRED = ("specversion", "id", "source", "type")
+# What a whole request may be refused with (docs/api.md): the rest are per-event answers.
+REFUSAL_STATUSES = frozenset({400, 413, 415})
+
+
+class Unreadable(ValueError):
+    """The body is not what the request's headers say it is: the request must be refused."""
+
+
+def cloudevent_data(document: object) -> Any:
+    """The payload a structured CloudEvent carries (its `data`, or `data_base64` decoded)."""
+    if not isinstance(document, dict):
+        raise Unreadable("not a JSON object")
+    if not all(
+        isinstance(document.get(name), str) for name in ("specversion", "id", "source", "type")
+    ):
+        raise Unreadable("a required attribute is missing or not a string")
+    if document["specversion"] != "1.0":
+        raise Unreadable("not CloudEvents 1.0")
+    if "data_base64" not in document:
+        return document.get("data")
+    encoded = document["data_base64"]
+    try:
+        if not isinstance(encoded, str):
+            raise Unreadable("data_base64 is not a string")
+        return orjson.loads(base64.b64decode(encoded, validate=True))
+    except (ValueError, binascii.Error) as exc:  # orjson.JSONDecodeError is a ValueError
+        raise Unreadable("data_base64 is not base64 of JSON") from exc
+
+
+def payloads_of(request: Request) -> list[Any] | None:
+    """The payload of every envelope the request holds, read as its headers say; None when the
+    body cannot be read that way (then nothing in it may be answered: it must be refused)."""
+    headers = request.headers
+    body = request.body
+    if (headers.get("content-encoding") or "identity").strip().lower() == "gzip":
+        try:
+            body = gzip.decompress(body)
+        except (OSError, EOFError, zlib.error):
+            return None
+    kind = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    try:
+        document = orjson.loads(body)
+        if "ce-specversion" in headers or (request.path == SINGLE and kind == JSON):
+            return [document]
+        if kind == CE:
+            return [cloudevent_data(document)]
+        if request.path == BATCH and kind == JSON:
+            if not isinstance(document, dict) or set(document) != {"events"}:
+                return None
+            items = document["events"]
+            return items if isinstance(items, list) else None
+        if request.path == BATCH and kind == CE_BATCH and isinstance(document, list):
+            return [cloudevent_data(item) for item in document]
+    except (orjson.JSONDecodeError, Unreadable):
+        return None
+    return None
+
+
+def looks_like_event(payload: object) -> bool:
+    """What every valid event has (docs/api.md): actor.id, action.name, resource.type and .id."""
+    if not isinstance(payload, dict):
+        return False
+    actor, action, resource = (payload.get(name) for name in ("actor", "action", "resource"))
+    return (
+        isinstance(actor, dict)
+        and isinstance(actor.get("id"), str)
+        and isinstance(action, dict)
+        and isinstance(action.get("name"), str)
+        and isinstance(resource, dict)
+        and isinstance(resource.get("type"), str)
+        and isinstance(resource.get("id"), str)
+    )
+
+
+class _Ambiguous(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    if len({key for key, _ in pairs}) != len(pairs):
+        raise _Ambiguous("a duplicate key")
+    return dict(pairs)
+
+
+def _int64(text: str) -> int:
+    if len(text.lstrip("-")) > 20 or not -(2**63) <= int(text) < 2**64:
+        raise _Ambiguous("an integer beyond 64 bits")
+    return int(text)
+
+
+def ambiguous(body: bytes) -> bool:
+    """JSON that parses, but that an audit record must not hold: a duplicate key or an integer
+    beyond 64 bits (docs/api.md); nesting too deep to check counts as such too."""
+    try:
+        json.loads(body, object_pairs_hook=_no_duplicate_keys, parse_int=_int64)
+    except (_Ambiguous, RecursionError):
+        return True
+    return False
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a request may come to: `events` envelopes, each accepted or rejected (None: it
+    must not be answered), or the whole request refused with one of `refusals` (empty: it
+    must not be refused); `event_like` payloads at most may be accepted."""
+
+    events: int | None
+    refusals: frozenset[int]
+    event_like: int = 0
+
+
+def expect(request: Request, refusals: frozenset[int]) -> Expected:
+    """Answered, as many envelopes as the body holds, when it can be read as its headers say;
+    otherwise refused with one of `refusals` or, when that is empty, with a 400."""
+    payloads = payloads_of(request)
+    if payloads is None or not 1 <= len(payloads) <= LIMITS.max_batch_events:
+        return Expected(None, refusals or frozenset({400}))
+    return Expected(len(payloads), refusals, sum(map(looks_like_event, payloads)))
+
+
+def check_outcome(result: Result, expected: Expected) -> None:
+    """Refused as a whole, or every envelope answered: never both, never neither."""
+    if result.refused is not None:
+        status, _ = status_of(result.refused)
+        assert isinstance(result.refused, AuditError), result.refused
+        assert (result.accepted, result.rejected) == (0, 0), f"refused and answered: {result}"
+        assert status in expected.refusals, (
+            f"refused with {status} ({result.refused.message}); expected "
+            + (f"{expected.events} event(s) answered" if expected.events else "")
+            + (f" or a refusal with {sorted(expected.refusals)}" if expected.refusals else "")
+        )
+        assert status in REFUSAL_STATUSES, status
+        assert result.refused.message.strip(), f"a refusal without a message: {result.refused!r}"
+        event(f"refused: {status}")
+        return
+    assert expected.events is not None, f"answered, not refused ({sorted(expected.refusals)})"
+    assert expected.events >= 1
+    assert result.accepted + result.rejected == expected.events, (
+        f"{result.accepted} accepted + {result.rejected} rejected of {expected.events} events"
+    )
+    assert result.accepted <= expected.event_like, (
+        f"{result.accepted} accepted, but only {expected.event_like} event(s) look like one"
+    )
+    event("answered, some accepted" if result.accepted else "answered, none accepted")
+
+
 # -- properties ------------------------------------------------------------------------------------
 
 
@@ -295,7 +455,20 @@ def test_enrichment_keeps_the_event_and_takes_the_tenant_from_the_key(raw: dict[
     ),
 )
 def test_any_json_value_is_refused_cleanly(document: Any, path: str, content_type: str) -> None:
-    run(Request(path, {"content-type": content_type}, orjson.dumps(document)))
+    """Plain JSON is answered event by event, never refused, when it has the endpoint's shape
+    (any value for the single endpoint, {"events": [...]} for the batch one), and refused
+    with 400 when it has not; a CloudEvent may also be refused with 400 for its attributes;
+    a CloudEvents batch at the single endpoint is a 415. A value that is not an event, such
+    as any JSON value but an object, is never accepted."""
+    request = Request(path, {"content-type": content_type}, orjson.dumps(document))
+    result = run(request)
+    if result is None:
+        return  # a known defect
+    if path == SINGLE and content_type == CE_BATCH:
+        expected = Expected(None, frozenset({415}))
+    else:
+        expected = expect(request, frozenset() if content_type == JSON else frozenset({400}))
+    check_outcome(result, expected)
 
 
 @st.composite
@@ -373,20 +546,50 @@ HEADER_VALUES = st.one_of(
         valid_events().map(orjson.dumps),
         json_values().map(orjson.dumps),
     ),
-    headers=st.dictionaries(st.sampled_from(HEADER_NAMES), HEADER_VALUES, max_size=6),
+    headers=st.builds(
+        # A content type that fits, half the time, so that some requests get past it.
+        lambda fitting, others: {**others, **fitting},
+        st.sampled_from(
+            [{}, {}, {}, {"content-type": JSON}, {"content-type": CE}, {"content-type": CE_BATCH}]
+        ),
+        st.dictionaries(st.sampled_from(HEADER_NAMES), HEADER_VALUES, max_size=6),
+    ),
     path=st.sampled_from([SINGLE, BATCH]),
 )
 def test_any_bytes_and_headers_are_refused_cleanly(
     body: bytes, headers: dict[str, str], path: str
 ) -> None:
-    run(Request(path, headers, body))
+    """Refused with 400, 413 or 415 and a message, or every envelope answered; a body that
+    cannot be read as its headers say is refused, and only events are accepted."""
+    request = Request(path, headers, body)
+    result = run(request)
+    if result is None:
+        return  # a known defect
+    check_outcome(result, expect(request, REFUSAL_STATUSES))
 
 
 @SETTINGS
 @given(body=st.binary(max_size=4096), path=st.sampled_from([SINGLE, BATCH]))
 def test_any_bytes_as_json_are_refused_cleanly(body: bytes, path: str) -> None:
-    result = run(Request(path, {"content-type": "application/json"}, body))
-    assert result is None or result.refused is None or isinstance(result.refused, AuditError)
+    """Bytes that are not JSON (not UTF-8, empty, ...) or are ambiguous JSON are a 400
+    MalformedBody; JSON is answered as in `test_any_json_value_is_refused_cleanly`."""
+    request = Request(path, {"content-type": JSON}, body)
+    result = run(request)
+    if result is None:
+        return  # a known defect
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        event("not JSON")
+        malformed = True
+    else:
+        event("JSON")
+        malformed = ambiguous(body)
+    if malformed:
+        assert isinstance(result.refused, MalformedBody), result
+        check_outcome(result, Expected(None, frozenset({400})))
+    else:
+        check_outcome(result, expect(request, frozenset()))
 
 
 # -- the largest inputs the limits allow, timed ---------------------------------------------
