@@ -29,12 +29,12 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from audit_ingest.domain.limits import Limits
 from audit_ingest.domain.validation import validate_event
-from audit_ingest.errors import AuditError, InvalidEvent, MalformedBody
+from audit_ingest.errors import InvalidEvent, MalformedBody
 from audit_ingest.http.parsing import parse_single
 from audit_ingest.http.problem import status_of
 from tests.hostile.harness import (
@@ -274,9 +274,7 @@ def cloudevent_data(document: object) -> Any:
     """The payload a structured CloudEvent carries (its `data`, or `data_base64` decoded)."""
     if not isinstance(document, dict):
         raise Unreadable("not a JSON object")
-    if not all(
-        isinstance(document.get(name), str) for name in ("specversion", "id", "source", "type")
-    ):
+    if not all(isinstance(document.get(name), str) for name in CE_REQUIRED):
         raise Unreadable("a required attribute is missing or not a string")
     if document["specversion"] != "1.0":
         raise Unreadable("not CloudEvents 1.0")
@@ -386,18 +384,15 @@ def check_outcome(result: Result, expected: Expected) -> None:
     """Refused as a whole, or every envelope answered: never both, never neither."""
     if result.refused is not None:
         status, _ = status_of(result.refused)
-        assert isinstance(result.refused, AuditError), result.refused
         assert (result.accepted, result.rejected) == (0, 0), f"refused and answered: {result}"
+        assert status in REFUSAL_STATUSES, f"refused with {status}: {result.refused!r}"
         assert status in expected.refusals, (
-            f"refused with {status} ({result.refused.message}); expected "
-            + (f"{expected.events} event(s) answered" if expected.events else "")
-            + (f" or a refusal with {sorted(expected.refusals)}" if expected.refusals else "")
+            f"refused with {status} ({result.refused.message}), expected {expected}"
         )
-        assert status in REFUSAL_STATUSES, status
         assert result.refused.message.strip(), f"a refusal without a message: {result.refused!r}"
         event(f"refused: {status}")
         return
-    assert expected.events is not None, f"answered, not refused ({sorted(expected.refusals)})"
+    assert expected.events is not None, f"answered ({result}), expected {expected}"
     assert expected.events >= 1
     assert result.accepted + result.rejected == expected.events, (
         f"{result.accepted} accepted + {result.rejected} rejected of {expected.events} events"
@@ -446,13 +441,7 @@ def test_enrichment_keeps_the_event_and_takes_the_tenant_from_the_key(raw: dict[
 @given(
     document=json_values(max_leaves=30),
     path=st.sampled_from([SINGLE, BATCH]),
-    content_type=st.sampled_from(
-        [
-            "application/json",
-            "application/cloudevents+json",
-            "application/cloudevents-batch+json",
-        ]
-    ),
+    content_type=st.sampled_from([JSON, CE, CE_BATCH]),
 )
 def test_any_json_value_is_refused_cleanly(document: Any, path: str, content_type: str) -> None:
     """Plain JSON is answered event by event, never refused, when it has the endpoint's shape
@@ -547,11 +536,9 @@ HEADER_VALUES = st.one_of(
         json_values().map(orjson.dumps),
     ),
     headers=st.builds(
-        # A content type that fits, half the time, so that some requests get past it.
+        # Two times in three a content type and encoding that fit, so that some bodies are read.
         lambda fitting, others: {**others, **fitting},
-        st.sampled_from(
-            [{}, {}, {}, {"content-type": JSON}, {"content-type": CE}, {"content-type": CE_BATCH}]
-        ),
+        st.sampled_from([{}, *({"content-type": t, "content-encoding": ""} for t in (JSON, CE))]),
         st.dictionaries(st.sampled_from(HEADER_NAMES), HEADER_VALUES, max_size=6),
     ),
     path=st.sampled_from([SINGLE, BATCH]),
@@ -570,6 +557,13 @@ def test_any_bytes_and_headers_are_refused_cleanly(
 
 @SETTINGS
 @given(body=st.binary(max_size=4096), path=st.sampled_from([SINGLE, BATCH]))
+@example(body=b"", path=SINGLE)
+@example(body=b"\xff", path=SINGLE)
+@example(body=b'"\xc3"', path=SINGLE)  # a string that is not UTF-8
+@example(body=b"18446744073709551616", path=SINGLE)  # 2**64
+@example(body=b'{"a": 1, "a": 2}', path=SINGLE)
+@example(body=b'{"events": [1, {"actor": 2}]}', path=BATCH)
+@example(body=b'{"events": []}', path=BATCH)
 def test_any_bytes_as_json_are_refused_cleanly(body: bytes, path: str) -> None:
     """Bytes that are not JSON (not UTF-8, empty, ...) or are ambiguous JSON are a 400
     MalformedBody; JSON is answered as in `test_any_json_value_is_refused_cleanly`."""

@@ -1,21 +1,49 @@
-"""The gateway configuration in apisix/ against APISIX's own schemas and against this code.
+"""The gateway configuration in apisix/ against APISIX's own sources and against this code.
 
-APISIX itself cannot run here (it needs OpenResty), and no registry offers a validator for its
-configuration, so the checks are pure functions over the YAML documents, each returning the
-problems it finds:
+The routes were run live on APISIX 3.16.0 and 3.18.0, outside CI (apisix/README.md); APISIX
+needs OpenResty, so the unit tests check the YAML documents statically. Each check is a pure
+function returning the problems it finds. The live run found five faults that the earlier
+static checks let through; each one is a check here now:
 
-- every plugin attribute is one APISIX declares for that plugin, with the declared type, enum
-  and bounds: the JSON schemas below are transcribed from APISIX's plugin sources (repository,
-  path and commit next to each) and validated with `jsonschema`. The one addition is
-  `additionalProperties: false`: APISIX itself silently ignores an unknown (misspelled)
-  attribute and runs the plugin with its default, which is exactly what this catches;
-- header names, paths, body limits, the rate-limit window and the service names are the ones
-  the code uses (imported from `audit_ingest`, not repeated here);
-- the standalone file ends with `#END`; the etcd-backed objects (loaded by
-  apisix/helm/sync_routes.py) are the standalone ones; the Helm values use keys the chart has;
-- the Knative Services the upstreams name exist in knative/, when it has any yet.
+1. `${{VAR}}` in a YAML comment. Since 3.17.0 (apache/apisix#13078) APISIX substitutes
+   environment variables in the raw text of apisix.yaml, comments included, and one that is
+   unset fails the whole load. `${{` may appear only inside YAML values, and every variable
+   must be passed to the nginx workers (`nginx_config.envs`).
+2. Phases. forward-auth reads X-API-Key in the access phase and proxy-rewrite runs in rewrite,
+   so removing the key in proxy-rewrite hid it from forward-auth: 401 on 3.18.0, where
+   core.request.set_header also updates the cached headers under the lowercased name
+   (apache/apisix#13517); 3.16.0 still found the key in its stale header cache.
+   PLUGIN_PHASES records each plugin's phase functions and priority, transcribed from the Lua
+   sources of every supported release. No plugin may remove or overwrite a header before
+   another plugin reads it, and the X-Audit-* headers limit-count reads must be set by
+   forward-auth first.
+3. limit-count `group` with a variable `count`. Since 3.18.0 (apache/apisix#13443) the
+   group's limiter is built once from the unresolved string: 500 on every request. One route
+   serves both ingest paths, so its one limit-count is one counter per key, and traffic-split
+   picks the batch function.
+4. Retry-After. Since 3.18.0 limit-count's reset has two decimals (`math_floor(reset * 100)
+   / 100`; 3.16.0 and 3.17.0 pass Redis's whole-second TTL), so a serverless-post-function
+   rounds it up to whole seconds on a 429. Serverless functions are `return function(conf,
+   ctx) ... end` chunks and contain no `${{`.
+5. The Helm image is a release the routes were run on (SUPPORTED_APISIX).
 
-The `test_*_mutation` tests run every check on broken copies, to show each one can fail.
+Beyond those:
+
+- Every object and every plugin attribute is checked against APISIX's schemas, transcribed
+  from its sources (repository, path and commit next to each) and validated with
+  `jsonschema`. The one addition is `additionalProperties: false`: APISIX silently ignores
+  an unknown (misspelled) attribute and runs the plugin with its default, which is exactly
+  what this catches.
+- Header names, paths, body limits, the rate-limit window and the service names are the ones
+  the code uses (imported from `audit_ingest`, not repeated here). The per-path body limit is
+  enforced in the rewrite phase, so a body over it gets 413 before authorize is called or the
+  quota is counted.
+- The standalone file ends with `#END`. The etcd-backed objects (loaded by
+  apisix/helm/sync_routes.py) are the standalone ones. The Helm values use only keys the
+  chart has.
+- The Knative Services the upstreams name exist in knative/, once it has any.
+
+The `*_mutation` tests run every check on broken copies, to show each one can fail.
 """
 
 from __future__ import annotations
@@ -23,6 +51,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import operator
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -44,8 +73,9 @@ from audit_ingest.domain.gateway_token import (
     RATE_LIMIT_HEADER,
     TENANT_HEADER,
 )
+from audit_ingest.domain.limits import Limits
 from audit_ingest.domain.ratelimit import WINDOW_SECONDS, RateDecision, rate_headers
-from audit_ingest.errors import KeyStoreUnavailable, Unauthenticated
+from audit_ingest.errors import KeyStoreUnavailable, PayloadTooLarge, Unauthenticated
 from audit_ingest.http.edge import request_id_of
 from audit_ingest.http.problem import PROBLEM_JSON, problem_response
 from audit_ingest.http.routes import OPERATIONAL as AUTHORIZE_OPERATIONAL_PATHS
@@ -71,7 +101,18 @@ AUTHORIZE_SERVICE = "authorize"
 INGEST_SERVICES = {Endpoint.SINGLE: "ingest-event", Endpoint.BATCH: "ingest-batch"}
 REQUEST_ID_HEADER = "X-Request-Id"
 AUDIT_HEADERS = (PRINCIPAL_HEADER, TENANT_HEADER, KEY_ID_HEADER, RATE_LIMIT_HEADER)
+RATE_LIMITED_STATUS = 429
+
+# The APISIX releases the routes were run on live (apisix/README.md), each with the commit of
+# its tag in apache/apisix that the tables below were read from.
+SUPPORTED_APISIX = {"3.16.0", "3.18.0"}
+APISIX_COMMITS = {
+    "3.16.0": "f9c4ee37170bdfe075c846973c1be65a582a0c4f",
+    "3.18.0": "0796d9c2cbedb1f8bf8194292ff526599f4fde20",
+}
 MIN_APISIX = "3.16.0"  # limit-count `count` from a variable (APISIX 3.16 release notes)
+AT_3_16 = f"@ {APISIX_COMMITS['3.16.0']} (3.16.0)"
+AT_3_18 = f"@ {APISIX_COMMITS['3.18.0']} (3.18.0)"
 
 
 def cluster_host(service: str) -> str:
@@ -92,8 +133,83 @@ def words(text: str) -> set[str]:
     return set(text.split())
 
 
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+# --------------------------------------------------------------------------------------------
+# Phases: which phase functions each plugin defines, and its priority. Transcribed from
+# apache/apisix at the commits in APISIX_COMMITS (`function _M.<phase>` and `priority =` in
+# each file; prometheus sets `log = exporter.http_log` in its _M table). serverless/init.lua
+# defines every phase for both serverless plugins and runs the functions only in the phase
+# the conf names (default access); the two wrapper files give the priorities.
+# Within a phase APISIX runs the plugins by descending priority, a global rule's before the
+# route's (apisix/init.lua http_access_phase: 3.18.0 runs the global rules' rewrite, then the
+# route's rewrite, then the global rules' access, then the route's access; 3.16.0 runs both
+# global phases before the route's rewrite. No global plugin here touches a request header
+# in access, so the one model below fits both).
+# --------------------------------------------------------------------------------------------
+
+PHASE_ORDER = ("rewrite", "access", "before_proxy", "header_filter", "body_filter", "log")
+# apisix/plugins/serverless/init.lua: `local phases = {...}`, the conf's `phase` enum.
+SERVERLESS_PHASES = ("rewrite", "access", "header_filter", "body_filter", "log", "before_proxy")
+
+
+@dataclass(frozen=True)
+class PluginPhases:
+    path: str  # in apache/apisix, at the release's commit
+    phases: frozenset[str]  # the phase functions the plugin module defines
+    priority: int  # higher runs first within a phase
+    phase_from_conf: bool = False  # runs its code only in the phase its conf names
+
+
+def _phases(path: str, phases: str, priority: int) -> PluginPhases:
+    return PluginPhases(path, frozenset(phases.split()), priority)
+
+
+def _serverless(wrapper: str, priority: int) -> PluginPhases:
+    path = f"apisix/plugins/{wrapper}.lua + apisix/plugins/serverless/init.lua"
+    return PluginPhases(path, frozenset(SERVERLESS_PHASES), priority, phase_from_conf=True)
+
+
+PLUGIN_PHASES: dict[str, dict[str, PluginPhases]] = {
+    # apache/apisix @ f9c4ee37170bdfe075c846973c1be65a582a0c4f (tag 3.16.0)
+    "3.16.0": {
+        "client-control": _phases("apisix/plugins/client-control.lua", "rewrite", 22000),
+        "request-id": _phases("apisix/plugins/request-id.lua", "rewrite header_filter", 12015),
+        "mocking": _phases("apisix/plugins/mocking.lua", "access", 10900),
+        "serverless-pre-function": _serverless("serverless-pre-function", 10000),
+        "forward-auth": _phases("apisix/plugins/forward-auth.lua", "access", 2002),
+        "proxy-rewrite": _phases("apisix/plugins/proxy-rewrite.lua", "rewrite", 1008),
+        "limit-count": _phases("apisix/plugins/limit-count.lua", "access", 1002),
+        "traffic-split": _phases("apisix/plugins/traffic-split.lua", "access", 966),
+        "prometheus": _phases("apisix/plugins/prometheus.lua", "log", 500),
+        "serverless-post-function": _serverless("serverless-post-function", -2000),
+    },
+    # apache/apisix @ 0796d9c2cbedb1f8bf8194292ff526599f4fde20 (tag 3.18.0)
+    "3.18.0": {
+        "client-control": _phases("apisix/plugins/client-control.lua", "rewrite", 22000),
+        "request-id": _phases("apisix/plugins/request-id.lua", "rewrite header_filter", 12015),
+        "mocking": _phases("apisix/plugins/mocking.lua", "access", 10900),
+        "serverless-pre-function": _serverless("serverless-pre-function", 10000),
+        "forward-auth": _phases("apisix/plugins/forward-auth.lua", "access", 2002),
+        "proxy-rewrite": _phases("apisix/plugins/proxy-rewrite.lua", "rewrite", 1008),
+        "limit-count": _phases("apisix/plugins/limit-count.lua", "access", 1002),
+        "traffic-split": _phases("apisix/plugins/traffic-split.lua", "access", 966),
+        "prometheus": _phases("apisix/plugins/prometheus.lua", "log", 500),
+        "serverless-post-function": _serverless("serverless-post-function", -2000),
+    },
+}
+
+# limit-count's quota headers (metadata_defaults in apisix/plugins/limit-count/init.lua, the
+# same at both commits).
+LIMIT_COUNT_QUOTA_HEADERS = {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
+LIMIT_COUNT_RESET_HEADER = "X-RateLimit-Reset"
+
+
 # --------------------------------------------------------------------------------------------
 # APISIX's schemas, transcribed from its sources (Lua tables -> JSON Schema, same keywords).
+# Where 3.18.0 adds attributes, the 3.16.0 set is used: the file must load on both.
 # --------------------------------------------------------------------------------------------
 
 STRINGS = {"type": "array", "items": {"type": "string"}}
@@ -101,20 +217,151 @@ HEADER_NAME = {"type": "string", "pattern": "^[^:]+$"}
 STRING_OR_NUMBER = {"oneOf": [{"type": "string"}, {"type": "number"}]}
 INT_OR_STRING = {"oneOf": [{"type": "integer", "exclusiveMinimum": 0}, {"type": "string"}]}
 
+# Core objects: apache/apisix apisix/schema_def.lua at both commits (the parts this project
+# touches; route, upstream and global_rule have additionalProperties = false there too).
+# Stricter than the source in two places: an upstream must name its `type` (one of the
+# balancers APISIX ships; the source defaults it), and HOST leaves out IPv6 brackets.
+ID = {
+    "anyOf": [
+        {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-zA-Z0-9-_.]+$"},
+        {"type": "integer", "minimum": 1},
+    ]
+}
+NAME = {"type": "string", "minLength": 1, "maxLength": 100}
+DESC = {"type": "string", "maxLength": 256}
+HOST = {"type": "string", "pattern": "^\\*?[0-9a-zA-Z-._]+$"}
+TIMEOUT = {
+    "type": "object",
+    "properties": {
+        "connect": {"type": "number", "exclusiveMinimum": 0},
+        "send": {"type": "number", "exclusiveMinimum": 0},
+        "read": {"type": "number", "exclusiveMinimum": 0},
+    },
+    "required": ["connect", "send", "read"],
+}
+METHODS = {
+    "type": "array",
+    "uniqueItems": True,
+    "items": {
+        "type": "string",
+        "enum": sorted(words("GET POST PUT DELETE PATCH HEAD OPTIONS CONNECT TRACE PURGE")),
+    },
+}
+UPSTREAM_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": ID,
+        "name": NAME,
+        "desc": DESC,
+        "create_time": {"type": "integer"},
+        "update_time": {"type": "integer"},
+        "nodes": {
+            "anyOf": [
+                {"type": "object", "patternProperties": {".*": {"type": "integer", "minimum": 0}}},
+                {"type": "array"},
+            ]
+        },
+        "retries": {"type": "integer", "minimum": 0},
+        "retry_timeout": {"type": "number", "minimum": 0},
+        "timeout": TIMEOUT,
+        "tls": {"type": "object"},
+        "keepalive_pool": {"type": "object"},
+        "type": {"type": "string", "enum": ["chash", "roundrobin", "ewma", "least_conn"]},
+        "checks": {"type": "object"},
+        "hash_on": {"type": "string"},
+        "key": {"type": "string"},
+        "scheme": {"enum": ["grpc", "grpcs", "http", "https"]},
+        "labels": {"type": "object"},
+        "discovery_type": {"type": "string"},
+        "discovery_args": {"type": "object"},
+        "pass_host": {"type": "string", "enum": ["pass", "node", "rewrite"]},
+        "upstream_host": HOST,
+        "service_name": {"type": "string", "minLength": 1, "maxLength": 256},
+    },
+    "oneOf": [
+        {"required": ["type", "nodes"]},
+        {"required": ["type", "service_name", "discovery_type"]},
+    ],
+    "additionalProperties": False,
+}
+ROUTE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": ID,
+        "name": NAME,
+        "desc": DESC,
+        "create_time": {"type": "integer"},
+        "update_time": {"type": "integer"},
+        "uri": {"type": "string", "minLength": 1, "maxLength": 4096},
+        "uris": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string"}},
+        "priority": {"type": "integer"},
+        "methods": METHODS,
+        "host": HOST,
+        "hosts": {"type": "array", "minItems": 1, "items": HOST},
+        "remote_addr": {"type": "string"},
+        "remote_addrs": {"type": "array", "minItems": 1},
+        "timeout": TIMEOUT,
+        "vars": {"type": "array"},
+        "filter_func": {"type": "string", "minLength": 10, "pattern": "^function"},
+        "script": {"type": "string"},
+        "script_id": ID,
+        "plugins": {"type": "object"},
+        "plugin_config_id": ID,
+        "upstream": UPSTREAM_SCHEMA,
+        "labels": {"type": "object"},
+        "service_id": ID,
+        "upstream_id": ID,
+        "enable_websocket": {"type": "boolean"},
+        "status": {"type": "integer", "enum": [1, 0]},
+    },
+    "allOf": [{"oneOf": [{"required": ["uri"]}, {"required": ["uris"]}]}],
+    "anyOf": [
+        {"required": [target, path]}
+        for path in ("uri", "uris")
+        for target in ("plugins", "upstream", "upstream_id", "service_id", "script")
+    ],
+    "additionalProperties": False,
+}
+GLOBAL_RULE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": ID,
+        "plugins": {"type": "object"},
+        "create_time": {"type": "integer"},
+        "update_time": {"type": "integer"},
+    },
+    "required": ["id", "plugins"],
+    "additionalProperties": False,
+}
+OBJECT_SCHEMAS = {
+    "upstreams": UPSTREAM_SCHEMA,
+    "routes": ROUTE_SCHEMA,
+    "global_rules": GLOBAL_RULE_SCHEMA,
+}
+
 
 @dataclass(frozen=True)
 class PluginSchema:
     source: str  # where the properties were read
-    priority: int  # the plugin's `priority` (higher runs first within a phase)
     schema: dict[str, Any]
 
 
+SERVERLESS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "phase": {"type": "string", "enum": list(SERVERLESS_PHASES)},
+        "functions": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+    },
+    "required": ["functions"],
+    "additionalProperties": False,
+}
+
 PLUGIN_SCHEMAS: dict[str, PluginSchema] = {
     "forward-auth": PluginSchema(
-        "apache/apisix apisix/plugins/forward-auth.lua @ 000fce276dc34a1070e6c3933c6d080199bbad31"
-        " (runs in rewrite; on a 2xx answer sets every upstream_headers entry, removing it when"
-        " the answer lacks it)",
-        2002,
+        f"apache/apisix apisix/plugins/forward-auth.lua {AT_3_16}; 3.18.0 adds"
+        " max_req_body_size (POST only, unused here). On a 2xx answer 3.18.0 sets every"
+        " upstream_headers entry, removing it when the answer lacks it; 3.16.0 sets only those"
+        " the answer has (authorize always sends all four)",
         {
             "type": "object",
             "properties": {
@@ -131,7 +378,6 @@ PLUGIN_SCHEMAS: dict[str, PluginSchema] = {
                 },
                 "upstream_headers": STRINGS,
                 "client_headers": STRINGS,
-                "consumer_header": {"type": "string", "minLength": 1},
                 "timeout": {"type": "integer", "minimum": 1, "maximum": 60000},
                 "keepalive": {"type": "boolean"},
                 "keepalive_timeout": {"type": "integer", "minimum": 1000},
@@ -142,14 +388,10 @@ PLUGIN_SCHEMAS: dict[str, PluginSchema] = {
         },
     ),
     "limit-count": PluginSchema(
-        "apache/apisix apisix/plugins/limit-count/init.lua"
-        " @ 012624ad7a51da4170b6fc54c29e7fed3b1e4f8c"
-        " (the 3.16 schema: count/time_window integer or variable string, rules) with the redis"
-        " properties of apisix/utils/redis-schema.lua @ 0c97dd97ed5207afdf2b626672b7d0d7b5fd93bd"
-        " minus sync_interval (3.18's delayed sync); priority from"
-        " apisix/plugins/limit-count.lua @ 019ef37ab1950af7511946efb5ad1d065f837038;"
-        " runs in access",
-        1002,
+        f"apache/apisix apisix/plugins/limit-count/init.lua {AT_3_16} (count/time_window an"
+        " integer or a variable string, rules) with the redis and redis-cluster properties of"
+        f" apisix/utils/redis-schema.lua {AT_3_16}; 3.18.0 adds window_type, sync_interval and"
+        " the redis-sentinel policy (unused here)",
         {
             "type": "object",
             "properties": {
@@ -163,6 +405,7 @@ PLUGIN_SCHEMAS: dict[str, PluginSchema] = {
                             "count": INT_OR_STRING,
                             "time_window": INT_OR_STRING,
                             "key": {"type": "string"},
+                            "header_prefix": {"type": "string"},
                         },
                         "required": ["count", "time_window", "key"],
                     },
@@ -183,6 +426,8 @@ PLUGIN_SCHEMAS: dict[str, PluginSchema] = {
                 "redis_timeout": {"type": "integer", "minimum": 1},
                 "redis_ssl": {"type": "boolean"},
                 "redis_ssl_verify": {"type": "boolean"},
+                "redis_keepalive_timeout": {"type": "integer", "minimum": 1000},
+                "redis_keepalive_pool": {"type": "integer", "minimum": 1},
                 "redis_cluster_nodes": {
                     "type": "array",
                     "minItems": 1,
@@ -195,27 +440,25 @@ PLUGIN_SCHEMAS: dict[str, PluginSchema] = {
             "oneOf": [{"required": ["count", "time_window"]}, {"required": ["rules"]}],
             "if": {"properties": {"policy": {"enum": ["redis"]}}},
             "then": {"required": ["redis_host"]},
-            "additionalProperties": False,
-        },
-    ),
-    "client-control": PluginSchema(
-        "apache/apisix apisix/plugins/client-control.lua @ 193b7987983b1574ea3de25555dce7f5611b29e0"
-        " (runs in rewrite: 413 on a larger Content-Length, then caps the body as it is read)",
-        22000,
-        {
-            "type": "object",
-            "properties": {
-                "category": {"type": "string"},
-                "max_body_size": {"type": "integer", "minimum": 0},
+            "else": {
+                "if": {"properties": {"policy": {"enum": ["redis-cluster"]}}},
+                "then": {"required": ["redis_cluster_nodes", "redis_cluster_name"]},
             },
             "additionalProperties": False,
         },
     ),
+    "client-control": PluginSchema(
+        f"apache/apisix apisix/plugins/client-control.lua {AT_3_16}, the same {AT_3_18}"
+        " (413 on a larger Content-Length, then caps the body as nginx reads it)",
+        {
+            "type": "object",
+            "properties": {"max_body_size": {"type": "integer", "minimum": 0}},
+            "additionalProperties": False,
+        },
+    ),
     "request-id": PluginSchema(
-        "apache/apisix apisix/plugins/request-id.lua @ 038da8c7a0a32e8b6d063242b0cfdacb27c13eb5"
-        " (rewrite: keeps the client's id or sets one; header_filter: adds it to the answer"
-        " unless the upstream sent one)",
-        12015,
+        f"apache/apisix apisix/plugins/request-id.lua {AT_3_16}, the same {AT_3_18}"
+        " (rewrite: keeps the client's id or sets one; header_filter: adds it to the answer)",
         {
             "type": "object",
             "properties": {
@@ -234,18 +477,16 @@ PLUGIN_SCHEMAS: dict[str, PluginSchema] = {
         },
     ),
     "prometheus": PluginSchema(
-        "apache/apisix apisix/plugins/prometheus.lua @ d66f1579718f3c866331c929205af54aac380d79"
-        " (no attributes; later versions add prefer_name, unused here)",
-        500,
-        {"type": "object", "additionalProperties": False},
+        f"apache/apisix apisix/plugins/prometheus.lua {AT_3_16}, the same {AT_3_18}",
+        {
+            "type": "object",
+            "properties": {"prefer_name": {"type": "boolean"}},
+            "additionalProperties": False,
+        },
     ),
     "proxy-rewrite": PluginSchema(
-        "APISIX 3.x proxy-rewrite schema (headers as {add, set, remove}, documented at"
-        " https://apisix.apache.org/docs/apisix/3.1/plugins/proxy-rewrite/); priority 1008 from"
-        " apache/apisix apisix/plugins/proxy-rewrite.lua"
-        " @ 9ca6ea0649a377c0bedca27130fafc37835a8d30;"
-        " runs in rewrite",
-        1008,
+        f"apache/apisix apisix/plugins/proxy-rewrite.lua {AT_3_16}; 3.18.0 also accepts an"
+        " array of values per header in add/set (unused here)",
         {
             "type": "object",
             "properties": {
@@ -292,206 +533,80 @@ PLUGIN_SCHEMAS: dict[str, PluginSchema] = {
             "additionalProperties": False,
         },
     ),
-    "response-rewrite": PluginSchema(
-        "apache/apisix apisix/plugins/response-rewrite.lua"
-        " @ 0390b8acd10b113395aa8981fe112c355daf163a"
-        " (header_filter: applies when `vars` match; header values resolve $variables)",
-        899,
-        {
-            "type": "object",
-            "properties": {
-                "headers": {
-                    "anyOf": [
-                        {
-                            "type": "object",
-                            "minProperties": 1,
-                            "patternProperties": {"^[^:]+$": STRING_OR_NUMBER},
-                        },
-                        {
-                            "properties": {
-                                "add": {
-                                    "type": "array",
-                                    "minItems": 1,
-                                    "items": {"type": "string", "pattern": "^[^:]+:[^:]+[^/]$"},
-                                },
-                                "set": {
-                                    "type": "object",
-                                    "minProperties": 1,
-                                    "patternProperties": {"^[^:]+$": STRING_OR_NUMBER},
-                                },
-                                "remove": {"type": "array", "minItems": 1, "items": HEADER_NAME},
-                            }
-                        },
-                    ]
-                },
-                "body": {"type": "string"},
-                "body_base64": {"type": "boolean"},
-                "status_code": {"type": "integer", "minimum": 200, "maximum": 598},
-                "vars": {"type": "array"},
-                "filters": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "required": ["regex", "replace"],
-                        "properties": {
-                            "regex": {"type": "string", "minLength": 1},
-                            "scope": {"type": "string", "enum": ["once", "global"]},
-                            "replace": {"type": "string"},
-                            "options": {"type": "string"},
-                        },
-                    },
-                },
-            },
-            "dependencies": {
-                "body": {"not": {"required": ["filters"]}},
-                "filters": {"not": {"required": ["body"]}},
-            },
-            "additionalProperties": False,
-        },
-    ),
     "mocking": PluginSchema(
-        "apache/apisix apisix/plugins/mocking.lua @ 08a0c550ec11bd8446c0b9bee31de0f5d00d5795"
+        f"apache/apisix apisix/plugins/mocking.lua {AT_3_16}, the same {AT_3_18}"
         " (access phase: answers without an upstream)",
-        9900,
         {
             "type": "object",
             "properties": {
                 "delay": {"type": "integer"},
-                "response_status": {"type": "integer", "minimum": 1},
+                "response_status": {"type": "integer", "minimum": 100},
                 "content_type": {"type": "string"},
                 "response_example": {"type": "string"},
                 "response_schema": {"type": "object"},
                 "with_mock_header": {"type": "boolean"},
+                "response_headers": {
+                    "type": "object",
+                    "minProperties": 1,
+                    "patternProperties": {"^[^:]+$": STRING_OR_NUMBER},
+                },
             },
             "anyOf": [{"required": ["response_example"]}, {"required": ["response_schema"]}],
             "additionalProperties": False,
         },
     ),
-}
-
-# limit-count's quota headers (metadata_defaults in limit-count/init.lua @ 012624ad...).
-LIMIT_COUNT_QUOTA_HEADERS = {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
-
-# Core objects: apache/apisix apisix/schema_def.lua @ 01a5d170b376b2612d0aa4f4dcad8f30cfd739fe
-# (route, upstream and global_rule have additionalProperties = false there too).
-ID = {
-    "anyOf": [
-        {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-zA-Z0-9-_.]+$"},
-        {"type": "integer", "minimum": 1},
-    ]
-}
-NAME = {"type": "string", "minLength": 1, "maxLength": 100}
-DESC = {"type": "string", "maxLength": 256}
-HOST = {"type": "string", "pattern": "^\\*?[0-9a-zA-Z-._]+$"}
-TIMEOUT = {
-    "type": "object",
-    "properties": {
-        "connect": {"type": "number", "exclusiveMinimum": 0},
-        "send": {"type": "number", "exclusiveMinimum": 0},
-        "read": {"type": "number", "exclusiveMinimum": 0},
-    },
-    "required": ["connect", "send", "read"],
-}
-METHODS = {
-    "type": "array",
-    "uniqueItems": True,
-    "items": {
-        "type": "string",
-        "enum": ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE"],
-    },
-}
-UPSTREAM_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "id": ID,
-        "name": NAME,
-        "desc": DESC,
-        "create_time": {"type": "integer"},
-        "update_time": {"type": "integer"},
-        "nodes": {
-            "anyOf": [
-                {"type": "object", "patternProperties": {".*": {"type": "integer", "minimum": 0}}},
-                {"type": "array"},
-            ]
+    "traffic-split": PluginSchema(
+        f"apache/apisix apisix/plugins/traffic-split.lua {AT_3_18}, the same {AT_3_16}"
+        " (weighted_upstreams items: upstream_id = schema_def.id_schema, upstream ="
+        " schema_def.upstream); additionalProperties false on the nested objects too",
+        {
+            "type": "object",
+            "properties": {
+                "rules": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "match": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {"vars": {"type": "array"}},
+                                    "additionalProperties": False,
+                                },
+                            },
+                            "weighted_upstreams": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": 20,
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "upstream_id": ID,
+                                        "upstream": UPSTREAM_SCHEMA,
+                                        "weight": {"type": "integer", "minimum": 0},
+                                    },
+                                    "additionalProperties": False,
+                                },
+                            },
+                        },
+                        "additionalProperties": False,
+                    },
+                }
+            },
+            "additionalProperties": False,
         },
-        "retries": {"type": "integer", "minimum": 0},
-        "timeout": TIMEOUT,
-        "tls": {"type": "object"},
-        "type": {"type": "string", "enum": ["chash", "roundrobin", "ewma", "least_conn"]},
-        "checks": {"type": "object"},
-        "hash_on": {"type": "string"},
-        "key": {"type": "string"},
-        "scheme": {"enum": ["grpc", "grpcs", "http", "https"]},
-        "labels": {"type": "object"},
-        "discovery_type": {"type": "string"},
-        "discovery_args": {"type": "object"},
-        "pass_host": {"type": "string", "enum": ["pass", "node", "rewrite"]},
-        "upstream_host": HOST,
-        "service_name": {"type": "string", "minLength": 1, "maxLength": 256},
-    },
-    "oneOf": [
-        {"required": ["type", "nodes"]},
-        {"required": ["type", "service_name", "discovery_type"]},
-    ],
-    "additionalProperties": False,
+    ),
+    "serverless-pre-function": PluginSchema(
+        f"apache/apisix apisix/plugins/serverless/init.lua {AT_3_18}, the same {AT_3_16}"
+        " (check_schema also loads each function and wants a Lua function back)",
+        SERVERLESS_SCHEMA,
+    ),
+    "serverless-post-function": PluginSchema(
+        f"apache/apisix apisix/plugins/serverless/init.lua {AT_3_18}, the same {AT_3_16}",
+        SERVERLESS_SCHEMA,
+    ),
 }
-ROUTE_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "id": ID,
-        "name": NAME,
-        "desc": DESC,
-        "create_time": {"type": "integer"},
-        "update_time": {"type": "integer"},
-        "uri": {"type": "string", "minLength": 1, "maxLength": 4096},
-        "uris": {"type": "array", "minItems": 1, "items": {"type": "string"}},
-        "priority": {"type": "integer"},
-        "methods": METHODS,
-        "host": HOST,
-        "hosts": {"type": "array", "minItems": 1, "items": HOST},
-        "remote_addr": {"type": "string"},
-        "remote_addrs": {"type": "array", "minItems": 1},
-        "timeout": TIMEOUT,
-        "vars": {"type": "array"},
-        "filter_func": {"type": "string", "minLength": 10, "pattern": "^function"},
-        "script": {"type": "string"},
-        "script_id": ID,
-        "plugins": {"type": "object"},
-        "plugin_config_id": ID,
-        "upstream": UPSTREAM_SCHEMA,
-        "labels": {"type": "object"},
-        "service_id": ID,
-        "upstream_id": ID,
-        "service_protocol": {"enum": ["grpc", "http"]},
-        "enable_websocket": {"type": "boolean"},
-        "status": {"type": "integer", "enum": [1, 0]},
-    },
-    "anyOf": [
-        {"required": ["plugins", "uri"]},
-        {"required": ["upstream", "uri"]},
-        {"required": ["upstream_id", "uri"]},
-        {"required": ["service_id", "uri"]},
-    ],
-    "additionalProperties": False,
-}
-GLOBAL_RULE_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "id": ID,
-        "plugins": {"type": "object"},
-        "create_time": {"type": "integer"},
-        "update_time": {"type": "integer"},
-    },
-    "required": ["plugins"],
-    "additionalProperties": False,
-}
-OBJECT_SCHEMAS = {
-    "upstreams": UPSTREAM_SCHEMA,
-    "routes": ROUTE_SCHEMA,
-    "global_rules": GLOBAL_RULE_SCHEMA,
-}
-
 # config.yaml keys: the defaults table of apache/apisix apisix/cli/config.lua
 # @ e1a337430624a6f8a21057fab0e3c4cecaca0a1f (the parts this project touches), plus
 # nginx_config.envs (conf/config-default.yaml @ f380fcf173282c7d71831b47e5edc0a206b9d658) and
@@ -582,6 +697,11 @@ def standalone_text() -> str:
 
 
 @pytest.fixture(scope="module")
+def config_text() -> str:
+    return CONFIG_FILE.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
 def standalone() -> Doc:
     return load_yaml(STANDALONE_FILE)
 
@@ -601,6 +721,11 @@ def sync() -> ModuleType:
     return load_sync_module()
 
 
+# --------------------------------------------------------------------------------------------
+# Reading the documents.
+# --------------------------------------------------------------------------------------------
+
+
 def objects(doc: Doc, kind: str) -> list[Doc]:
     items = doc.get(kind) or []
     return [item for item in items if isinstance(item, dict)]
@@ -610,22 +735,54 @@ def by_id(doc: Doc, kind: str) -> dict[str, Doc]:
     return {str(item.get("id")): item for item in objects(doc, kind)}
 
 
+def plugins_of(item: Doc) -> Doc:
+    plugins = item.get("plugins")
+    return plugins if isinstance(plugins, dict) else {}
+
+
 def plugin_confs(doc: Doc) -> Iterator[tuple[str, str, Any]]:
     """(where, plugin name, its conf) for every plugin of every route and global rule."""
     for kind in ("routes", "global_rules"):
         for item in objects(doc, kind):
-            for name, conf in (item.get("plugins") or {}).items():
+            for name, conf in plugins_of(item).items():
                 yield f"{kind}[{item.get('id')}]", name, conf
 
 
-def route_for(doc: Doc, method: str, uri: str) -> Doc | None:
-    for route in objects(doc, "routes"):
-        if route.get("uri") == uri and method in (route.get("methods") or []):
-            return route
-    return None
+def route_paths(route: Doc) -> list[str]:
+    """The paths a route matches: its `uri`, or each of its `uris`."""
+    if "uri" in route:
+        return [str(route["uri"])]
+    return [str(path) for path in route.get("uris") or []]
 
 
-def ingest_routes() -> dict[Endpoint, str]:
+def routes_for(doc: Doc, method: str, path: str) -> list[Doc]:
+    """Every route that matches `method` `path` (no `methods` matches any method)."""
+    return [
+        route
+        for route in objects(doc, "routes")
+        if path in route_paths(route) and method in (route.get("methods") or [method])
+    ]
+
+
+def route_for(doc: Doc, method: str, path: str) -> Doc | None:
+    routes = routes_for(doc, method, path)
+    return routes[0] if routes else None
+
+
+def ingest_routes(doc: Doc) -> list[tuple[str, Doc]]:
+    """(where, route) for each route serving an ingest endpoint, once each; an endpoint no
+    route serves gives (its path, {}), so that every per-route check reports it missing."""
+    found: dict[str, tuple[str, Doc]] = {}
+    for endpoint in Endpoint:
+        routes = routes_for(doc, "POST", endpoint.value)
+        if not routes:
+            found[endpoint.value] = (f"POST {endpoint.value}", {})
+        for route in routes:
+            found.setdefault(f"id {route.get('id')}", (f"routes[{route.get('id')}]", route))
+    return list(found.values())
+
+
+def ingest_services() -> dict[Endpoint, str]:
     """Each ingest endpoint and the Knative Service behind it, cross-checked with functions/."""
     assert set(INGEST_SERVICES) == set(Endpoint), "an endpoint the gateway does not route"
     for endpoint, service in INGEST_SERVICES.items():
@@ -635,12 +792,197 @@ def ingest_routes() -> dict[Endpoint, str]:
     return INGEST_SERVICES
 
 
+_EXPR_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq,
+    "~=": operator.ne,
+    "!=": operator.ne,
+}
+
+
+def _vars_hold(expressions: Any, variables: dict[str, str]) -> bool | None:
+    """lua-resty-expr's `vars` (a list of [var, op, value], all must hold); None when this
+    cannot evaluate it (another operator, a nested expression, a variable not given)."""
+    if not isinstance(expressions, list):
+        return None
+    for expression in expressions:
+        if not (
+            isinstance(expression, list)
+            and len(expression) == 3
+            and expression[1] in _EXPR_OPS
+            and expression[0] in variables
+        ):
+            return None
+        if not _EXPR_OPS[expression[1]](variables[expression[0]], expression[2]):
+            return False
+    return True
+
+
+def effective_upstream(route: Doc, path: str) -> tuple[str | None, str | None]:
+    """The upstream id a request for `path` reaches, as traffic-split's `access` picks it
+    (apisix/plugins/traffic-split.lua: the first rule whose `match` passes, or that has none;
+    no rule passing keeps the route's upstream). (None, why) when it cannot be told."""
+    own = None if route.get("upstream_id") is None else str(route["upstream_id"])
+    conf = plugins_of(route).get("traffic-split")
+    if not isinstance(conf, dict) or not conf.get("rules"):
+        return own, None
+    for rule in conf["rules"]:
+        matches = rule.get("match") if isinstance(rule, dict) else None
+        if matches:
+            results = [_vars_hold((m or {}).get("vars"), {"uri": path}) for m in matches]
+            if None in results:
+                return None, f"traffic-split: cannot evaluate {matches} (use uri ==)"
+            if not any(results):
+                continue
+        weighted = rule.get("weighted_upstreams") or [{"weight": 1}]
+        chosen = [w for w in weighted if isinstance(w, dict) and w.get("weight", 1) > 0]
+        if any("upstream" in w for w in chosen):
+            return None, "traffic-split: an inline upstream, not an upstream_id"
+        ids = {str(w["upstream_id"]) if "upstream_id" in w else own for w in chosen}
+        if len(ids) != 1:
+            return None, f"traffic-split sends {path} to {sorted(map(str, ids))}, not one"
+        return ids.pop(), None
+    return own, None
+
+
 def schema_problems(schema: dict[str, Any], value: Any, where: str) -> Problems:
     problems = []
     for error in Draft7Validator(schema).iter_errors(value):
         path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.path)
         problems.append(f"{where}{path}: {error.message}")
     return problems
+
+
+# --------------------------------------------------------------------------------------------
+# What each plugin does to the request, and when: the model behind the phase check.
+# --------------------------------------------------------------------------------------------
+
+_VAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_LUA_CTX_VAR = re.compile(r"\bctx\.var\.([A-Za-z_][A-Za-z0-9_]*)")
+_LUA_SET_HEADER = re.compile(
+    r"""(?:core\.request\.(?:set|add)_header\(\s*ctx\s*,|ngx\.req\.set_header\()\s*["']([^"']+)"""
+)
+_LUA_CLEAR_HEADER = re.compile(r"""ngx\.req\.clear_header\(\s*["']([^"']+)""")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One plugin on one route: the request variables it reads, removes, overwrites, and
+    provides (sets as their source: forward-auth's upstream_headers, request-id's id when the
+    client sent none), in the phase where it touches the request."""
+
+    plugin: str
+    phase: str
+    priority: int
+    is_global: bool
+    reads: frozenset[str]
+    removes: frozenset[str]
+    overwrites: frozenset[str]
+    provides: frozenset[str]
+
+    @property
+    def position(self) -> tuple[int, int, int]:
+        return (PHASE_ORDER.index(self.phase), 0 if self.is_global else 1, -self.priority)
+
+    def describe(self) -> str:
+        return f"{self.plugin} ({self.phase}, priority {self.priority})"
+
+
+def _vars_in(value: Any) -> set[str]:
+    return set(_VAR.findall(json.dumps(value)))
+
+
+def request_io(name: str, conf: Doc) -> tuple[set[str], set[str], set[str], set[str]]:
+    """(reads, removes, overwrites, provides): the request variables (`http_<header>` for a
+    header) a plugin's conf makes it touch, as each plugin's source handles that conf."""
+    reads: set[str] = set()
+    removes: set[str] = set()
+    overwrites: set[str] = set()
+    provides: set[str] = set()
+    if name == "forward-auth":
+        reads |= {nginx_var(h) for h in conf.get("request_headers") or []}
+        reads |= _vars_in(conf.get("extra_headers") or {})
+        provides |= {nginx_var(h) for h in conf.get("upstream_headers") or []}
+    elif name == "limit-count":
+        for holder in [conf, *(r for r in conf.get("rules") or [] if isinstance(r, dict))]:
+            for field in ("count", "time_window"):
+                if isinstance(holder.get(field), str):
+                    reads |= _vars_in(holder[field])
+        key = str(conf.get("key", "remote_addr"))
+        key_type = conf.get("key_type", "var")
+        if key_type == "var":
+            reads.add(key.removeprefix("$"))
+        elif key_type == "var_combination":
+            reads |= _vars_in(key)
+        for rule in conf.get("rules") or []:
+            reads |= _vars_in((rule or {}).get("key", ""))
+    elif name == "traffic-split":
+        for rule in conf.get("rules") or []:
+            for match in (rule or {}).get("match") or []:
+                for expression in (match or {}).get("vars") or []:
+                    if isinstance(expression, list) and expression:
+                        reads.add(str(expression[0]))
+    elif name == "proxy-rewrite":
+        headers = conf.get("headers") or {}
+        reads |= _vars_in({k: v for k, v in conf.items() if k != "headers"})
+        reads |= _vars_in(headers)
+        if isinstance(headers, dict) and set(headers) & {"add", "set", "remove"}:
+            removes |= {nginx_var(h) for h in headers.get("remove") or []}
+            for op in ("add", "set"):
+                overwrites |= {nginx_var(h) for h in headers.get(op) or {}}
+        elif isinstance(headers, dict):
+            overwrites |= {nginx_var(h) for h in headers}
+    elif name == "request-id":
+        header = nginx_var(str(conf.get("header_name", REQUEST_ID_HEADER)))
+        reads.add(header)
+        provides.add(header)
+    elif name.startswith("serverless-"):
+        code = "\n".join(str(f) for f in conf.get("functions") or [])
+        reads |= set(_LUA_CTX_VAR.findall(code))
+        overwrites |= {nginx_var(h) for h in _LUA_SET_HEADER.findall(code)}
+        removes |= {nginx_var(h) for h in _LUA_CLEAR_HEADER.findall(code)}
+    return reads, removes, overwrites, provides
+
+
+def route_steps(
+    doc: Doc, route: Doc, table: dict[str, PluginPhases]
+) -> tuple[list[Step], Problems]:
+    """The global rules' plugins and the route's, placed by `table` (one release's)."""
+    steps: list[Step] = []
+    problems: Problems = []
+    holders = [(f"global_rules[{r.get('id')}]", True, r) for r in objects(doc, "global_rules")]
+    holders.append((f"routes[{route.get('id')}]", False, route))
+    for where, is_global, holder in holders:
+        for name, raw in plugins_of(holder).items():
+            known = table.get(name)
+            conf = raw if isinstance(raw, dict) else {}
+            if known is None:
+                problems.append(f"{where}: no phases recorded for plugin {name!r}")
+                continue
+            if known.phase_from_conf:
+                phase = str(conf.get("phase", "access"))
+            else:
+                phase = min(known.phases, key=PHASE_ORDER.index)
+            if phase not in PHASE_ORDER or phase not in known.phases:
+                problems.append(f"{where}.{name}: {phase!r} is not a phase it runs in")
+                continue
+            reads, removes, overwrites, provides = request_io(name, conf)
+            steps.append(
+                Step(
+                    name,
+                    phase,
+                    known.priority,
+                    is_global,
+                    frozenset(reads),
+                    frozenset(removes),
+                    frozenset(overwrites),
+                    frozenset(provides),
+                )
+            )
+    return steps, problems
+
+
+def step_of(steps: list[Step], plugin: str) -> Step | None:
+    return next((step for step in steps if step.plugin == plugin), None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -655,6 +997,32 @@ def end_marker_problems(text: str) -> Problems:
     return []
 
 
+def env_placement_problems(text: str, name: str) -> Problems:
+    """`${{` only inside YAML values. Since 3.17.0 (apache/apisix#13078) APISIX substitutes
+    `${{VAR}}` in the raw text of apisix.yaml before parsing it (apisix/core/config_yaml.lua,
+    and `apisix start` in apisix/cli/file.lua), comments included: one in a comment is
+    resolved too, and an unset one there fails the whole load. config.yaml is still parsed
+    first at both commits (read_yaml_conf), so there the rule is a precaution that keeps the
+    two files alike."""
+    try:
+        spans = [
+            (token.start_mark.index, token.end_mark.index)
+            for token in yaml.scan(text)
+            if isinstance(token, yaml.ScalarToken)
+        ]
+    except yaml.YAMLError as error:
+        return [f"{name}: not YAML: {error}"]
+    problems = []
+    for match in re.finditer(r"\$\{\{", text):
+        if not any(start <= match.start() < end for start, end in spans):
+            line = text.count("\n", 0, match.start()) + 1
+            problems.append(
+                f"{name}:{line}: `${{{{` outside a YAML value (a comment?): since 3.17 APISIX"
+                " substitutes it too, and fails the load when the variable is unset"
+            )
+    return problems
+
+
 def schema_conformance_problems(doc: Doc) -> Problems:
     """Every object and every plugin conf against APISIX's schemas (strict on attribute names)."""
     problems = [f"unknown top-level kind {kind!r}" for kind in doc if kind not in OBJECT_SCHEMAS]
@@ -665,9 +1033,15 @@ def schema_conformance_problems(doc: Doc) -> Problems:
             problems += schema_problems(schema, item, f"{kind}[{item.get('id')}]")
     upstreams = by_id(doc, "upstreams")
     for route in objects(doc, "routes"):
-        target = route.get("upstream_id")
-        if target is not None and str(target) not in upstreams:
-            problems.append(f"routes[{route.get('id')}]: upstream_id {target!r} is not defined")
+        targets = [route.get("upstream_id")]
+        split = plugins_of(route).get("traffic-split")
+        rules = (split.get("rules") if isinstance(split, dict) else None) or []
+        for rule in rules:
+            weighted = (rule.get("weighted_upstreams") if isinstance(rule, dict) else None) or []
+            targets += [w.get("upstream_id") for w in weighted if isinstance(w, dict)]
+        for target in targets:
+            if target is not None and str(target) not in upstreams:
+                problems.append(f"routes[{route.get('id')}]: upstream_id {target!r} is not defined")
     for where, name, conf in plugin_confs(doc):
         known = PLUGIN_SCHEMAS.get(name)
         if known is None:
@@ -678,22 +1052,25 @@ def schema_conformance_problems(doc: Doc) -> Problems:
 
 
 def route_table_problems(doc: Doc) -> Problems:
-    """Exactly the code's endpoints (POST, to the function serving each) and GET /health."""
+    """Exactly the code's endpoints (POST, each reaching the function serving it) and /health."""
     problems = []
-    expected_uris = {endpoint.value for endpoint in Endpoint} | {"/health"}
-    uris = [route.get("uri") for route in objects(doc, "routes")]
-    if sorted(uris) != sorted(expected_uris):
-        problems.append(f"route uris {sorted(map(str, uris))} != {sorted(expected_uris)}")
+    expected = sorted([endpoint.value for endpoint in Endpoint] + ["/health"])
+    served = sorted(path for route in objects(doc, "routes") for path in route_paths(route))
+    if served != expected:
+        problems.append(f"route uris {served} != {expected}")
     upstreams = by_id(doc, "upstreams")
-    for endpoint, service in ingest_routes().items():
+    for endpoint, service in ingest_services().items():
         route = route_for(doc, "POST", endpoint.value)
         if route is None:
             problems.append(f"no POST route for {endpoint.value}")
             continue
         if route.get("methods") != ["POST"]:
             problems.append(f"{endpoint.value}: methods {route.get('methods')} != ['POST']")
-        upstream = upstreams.get(str(route.get("upstream_id")), {})
-        nodes = list((upstream.get("nodes") or {}).keys())
+        target, why = effective_upstream(route, endpoint.value)
+        if why is not None:
+            problems.append(f"{endpoint.value}: {why}")
+            continue
+        nodes = list((upstreams.get(str(target), {}).get("nodes") or {}).keys())
         if nodes != [f"{cluster_host(service)}:80"]:
             problems.append(f"{endpoint.value}: upstream nodes {nodes} do not name {service}")
     return problems
@@ -723,10 +1100,9 @@ def forward_auth_problems(doc: Doc) -> Problems:
     """forward-auth calls authorize with the key, and carries exactly its principal headers."""
     problems = []
     authorize_error_headers = _authorize_error_headers()
-    for endpoint in Endpoint:
-        route = route_for(doc, "POST", endpoint.value) or {}
-        conf = (route.get("plugins") or {}).get("forward-auth")
-        where = f"{endpoint.value} forward-auth"
+    for route_where, route in ingest_routes(doc):
+        conf = plugins_of(route).get("forward-auth")
+        where = f"{route_where} forward-auth"
         if not isinstance(conf, dict):
             problems.append(f"{where}: missing")
             continue
@@ -769,55 +1145,148 @@ def _canonical(header: str) -> str:
     return special.get(header.lower(), "-".join(p.capitalize() for p in header.split("-")))
 
 
+def _is_variable(value: Any) -> bool:
+    return isinstance(value, str) and "$" in value
+
+
 def limit_count_problems(doc: Doc) -> Problems:
-    """The per-key quota: count and key from authorize's headers, shared Redis window."""
+    """The per-key quota: one counter per key for both paths (one route, one limit-count, no
+    `group`), count and key from authorize's headers, a Redis window shared by replicas."""
     problems = []
-    confs = []
-    for endpoint in Endpoint:
-        route = route_for(doc, "POST", endpoint.value) or {}
-        conf = (route.get("plugins") or {}).get("limit-count")
-        where = f"{endpoint.value} limit-count"
+    for where, name, conf in plugin_confs(doc):
+        if name != "limit-count" or not isinstance(conf, dict) or not conf.get("group"):
+            continue
+        rules = [r for r in conf.get("rules") or [] if isinstance(r, dict)]
+        values = [conf.get("count"), conf.get("time_window")]
+        values += [r.get(f) for r in rules for f in ("count", "time_window")]
+        if any(_is_variable(value) for value in values):
+            problems.append(
+                f"{where}.limit-count: group with a variable count: since 3.18 the group's"
+                " limiter is built from the unresolved string (500 on every request)"
+            )
+    serving = {endpoint: routes_for(doc, "POST", endpoint.value) for endpoint in Endpoint}
+    for endpoint, routes in serving.items():
+        if len(routes) > 1:
+            problems.append(f"POST {endpoint.value} matches {len(routes)} routes, not one")
+    ids = sorted({str(routes[0].get("id")) for routes in serving.values() if routes})
+    if len(ids) > 1:
+        problems.append(
+            f"the ingest paths are served by routes {ids}: each route's limit-count counts a"
+            " key separately; serve both from one route (group cannot join them: its count"
+            " would be a variable)"
+        )
+    for route_where, route in ingest_routes(doc):
+        conf = plugins_of(route).get("limit-count")
+        where = f"{route_where} limit-count"
         if not isinstance(conf, dict):
             problems.append(f"{where}: missing")
             continue
-        confs.append(conf)
         expected = {
             "count": "$" + nginx_var(RATE_LIMIT_HEADER),
             "key": nginx_var(KEY_ID_HEADER),
             "key_type": "var",
             "time_window": WINDOW_SECONDS,
             "policy": "redis",
-            "rejected_code": 429,
+            "rejected_code": RATE_LIMITED_STATUS,
             "allow_degradation": True,
             "show_limit_quota_header": True,
             "redis_timeout": round(setting_default("redis_timeout_seconds") * 1000),
         }
-        for name, value in expected.items():
-            if conf.get(name) != value:
-                problems.append(f"{where}: {name} is {conf.get(name)!r}, expected {value!r}")
-        if not conf.get("group"):
-            problems.append(f"{where}: no group: each route would count a key separately")
+        for field, value in expected.items():
+            if conf.get(field) != value:
+                problems.append(f"{where}: {field} is {conf.get(field)!r}, expected {value!r}")
         password = str(conf.get("redis_password", ""))
-        if not re.fullmatch(r"\$\{\{\s*[A-Z0-9_]+\s*\}\}", password):
-            problems.append(f"{where}: redis_password must be a ${{{{VAR}}}} without default")
-    if len(confs) == len(Endpoint) and any(conf != confs[0] for conf in confs):
-        problems.append("limit-count differs between routes of one group (APISIX refuses it)")
+        if not re.fullmatch(r"\$\{\{\s*[A-Z0-9_]+\s*(:=[^}]*)?\}\}", password):
+            problems.append(f"{where}: redis_password must come from ${{{{VAR}}}}, not the file")
     if set(rate_headers(RateDecision(True, 1, 1, 1))) != LIMIT_COUNT_QUOTA_HEADERS:
         problems.append("the code's X-RateLimit-* names differ from limit-count's")
     return problems
 
 
+def _payload_too_large_body(limit: int) -> Doc:
+    response = problem_response(PayloadTooLarge(limit), instance="/", headers={})
+    body: Doc = json.loads(bytes(response.body))
+    return body
+
+
 def body_limit_problems(doc: Doc) -> Problems:
-    limits = {
-        Endpoint.SINGLE: setting_default("max_event_bytes"),
-        Endpoint.BATCH: setting_default("max_batch_body_bytes"),
-    }
+    """Per-path body limits (the code's), enforced in the rewrite phase: a body over its
+    path's limit, chunked or not, is 413 before authorize is called or the quota counted."""
+    event = setting_default("max_event_bytes")
+    batch = setting_default("max_batch_body_bytes")
     problems = []
-    for endpoint, limit in limits.items():
-        route = route_for(doc, "POST", endpoint.value) or {}
-        size = ((route.get("plugins") or {}).get("client-control") or {}).get("max_body_size")
-        if size != limit:
-            problems.append(f"{endpoint.value}: client-control max_body_size {size} != {limit}")
+    if (Limits().max_event_bytes, Limits().max_batch_body_bytes) != (event, batch):
+        problems.append("Limits and Settings disagree on the body limits")
+    for route_where, route in ingest_routes(doc):
+        plugins = plugins_of(route)
+        size = (plugins.get("client-control") or {}).get("max_body_size")
+        if size != batch:
+            problems.append(f"{route_where}: client-control max_body_size {size} != {batch}")
+        pre = plugins.get("serverless-pre-function")
+        where = f"{route_where} serverless-pre-function"
+        if not isinstance(pre, dict):
+            problems.append(f"{where}: missing: no per-path body limit ({event} for one event)")
+            continue
+        if pre.get("phase", "access") != "rewrite":
+            problems.append(f"{where}: phase {pre.get('phase', 'access')!r}, not rewrite")
+        code = "\n".join(str(f) for f in pre.get("functions") or [])
+        for limit in (event, batch):
+            if not re.search(rf"(?<![0-9]){limit}(?![0-9])", code):
+                problems.append(f"{where}: the code's limit {limit} is not in it")
+        if f'"{Endpoint.SINGLE.value}"' not in code:
+            problems.append(f"{where}: does not pick the event limit for {Endpoint.SINGLE.value}")
+        if "core.request.get_body(" not in code:
+            problems.append(f"{where}: does not read the body (a chunked one would pass)")
+        body = _payload_too_large_body(batch)
+        detail_head, detail_tail = str(body["detail"]).split(str(batch))
+        expected_text = [PROBLEM_JSON, body["type"], body["title"], detail_head, detail_tail]
+        for text in expected_text + [f"{key} =" for key in body] + ["413"]:
+            if str(text) not in code:
+                problems.append(f"{where}: its 413 is not the code's problem+json ({text!r})")
+        for release, table in sorted(PLUGIN_PHASES.items()):
+            steps, _ = route_steps(doc, route, table)
+            reader = step_of(steps, "serverless-pre-function")
+            for later in ("forward-auth", "limit-count"):
+                step = step_of(steps, later)
+                if reader and step and reader.position >= step.position:
+                    problems.append(
+                        f"APISIX {release} {route_where}: the body limit"
+                        f" {reader.describe()} runs after {step.describe()}"
+                    )
+    return problems
+
+
+def phase_problems(doc: Doc) -> Problems:
+    """In every supported release: no plugin removes or overwrites a request header (or
+    variable) before another plugin reads it, and the X-Audit-* headers a plugin reads were
+    set by forward-auth before it."""
+    problems = []
+    audit_vars = {nginx_var(header) for header in AUDIT_HEADERS}
+    for release, table in sorted(PLUGIN_PHASES.items()):
+        for route in objects(doc, "routes"):
+            steps, unknown = route_steps(doc, route, table)
+            problems += [f"APISIX {release}: {problem}" for problem in unknown]
+            for reader in steps:
+                earlier = [s for s in steps if s is not reader and s.position < reader.position]
+                for var in sorted(reader.reads):
+                    for writer in earlier:
+                        for verb, touched in (
+                            ("removes", writer.removes),
+                            ("overwrites", writer.overwrites),
+                        ):
+                            if var in touched:
+                                problems.append(
+                                    f"APISIX {release} routes[{route.get('id')}]:"
+                                    f" {writer.describe()} {verb} {var} before"
+                                    f" {reader.describe()} reads it"
+                                )
+                    if var in audit_vars and not any(
+                        w.plugin == "forward-auth" and var in w.provides for w in earlier
+                    ):
+                        problems.append(
+                            f"APISIX {release} routes[{route.get('id')}]: {reader.describe()}"
+                            f" reads {var} before forward-auth sets it"
+                        )
     return problems
 
 
@@ -831,42 +1300,74 @@ def header_hygiene_problems(doc: Doc) -> Problems:
     }
     spellings = {h.lower() for h in AUDIT_HEADERS} | {nginx_var(h) for h in AUDIT_HEADERS}
     for where, name, conf in plugin_confs(doc):
-        for field, value in (conf or {}).items() if isinstance(conf, dict) else []:
+        for field, value in conf.items() if isinstance(conf, dict) else []:
             text = json.dumps(value).lower()
             if (name, field) not in allowed and any(s in text for s in spellings):
                 problems.append(f"{where}.{name}.{field} touches an X-Audit-* header")
     for route in objects(doc, "routes"):
         if route.get("vars"):
             problems.append(f"routes[{route.get('id')}]: vars would read headers before auth")
-    for endpoint in Endpoint:
-        plugins = (route_for(doc, "POST", endpoint.value) or {}).get("plugins") or {}
-        removed = ((plugins.get("proxy-rewrite") or {}).get("headers") or {}).get("remove", [])
-        if API_KEY_HEADER not in removed:
-            problems.append(f"{endpoint.value}: {API_KEY_HEADER} is not removed before upstream")
-        rewritten = ((plugins.get("proxy-rewrite") or {}).get("headers") or {}).get("set", {})
-        if rewritten.get(CLIENT_IP_HEADER) != "$remote_addr":
+    for route_where, route in ingest_routes(doc):
+        headers = (plugins_of(route).get("proxy-rewrite") or {}).get("headers") or {}
+        if (headers.get("set") or {}).get(CLIENT_IP_HEADER) != "$remote_addr":
             # The functions read the client address from this header (CLIENT_IP_HEADER in
             # knative/); APISIX must overwrite whatever the client sent in it.
-            problems.append(f"{endpoint.value}: {CLIENT_IP_HEADER} is not set from $remote_addr")
-    order = PLUGIN_SCHEMAS
-    if not order["proxy-rewrite"].priority < order["forward-auth"].priority:
-        problems.append("proxy-rewrite would drop the key before forward-auth sends it")
-    if not order["forward-auth"].priority > order["limit-count"].priority:
-        problems.append("limit-count would run before forward-auth set its headers")
+            problems.append(f"{route_where}: {CLIENT_IP_HEADER} is not set from $remote_addr")
     return problems
 
 
 def retry_after_problems(doc: Doc) -> Problems:
-    """429 carries Retry-After (limit-count itself only sends X-RateLimit-Reset)."""
+    """A 429 carries Retry-After in whole seconds (RFC 9110): a serverless-post-function in
+    header_filter rounds limit-count's X-RateLimit-Reset up, which has two decimals since 3.18
+    (`math_floor(reset * 100) / 100` in limit-count/init.lua), so the raw value is never used."""
     problems = []
-    for endpoint in Endpoint:
-        plugins = (route_for(doc, "POST", endpoint.value) or {}).get("plugins") or {}
-        conf = plugins.get("response-rewrite") or {}
-        header_set = (conf.get("headers") or {}).get("set") or {}
-        if conf.get("vars") != [["status", "==", 429]]:
-            problems.append(f"{endpoint.value}: response-rewrite must apply to 429 only")
-        if header_set.get("Retry-After") != "$sent_http_x_ratelimit_reset":
-            problems.append(f"{endpoint.value}: 429 lacks Retry-After from X-RateLimit-Reset")
+    raw = "sent_" + nginx_var(LIMIT_COUNT_RESET_HEADER)
+    for where, name, conf in plugin_confs(doc):
+        text = json.dumps(conf).lower()
+        if raw in text:
+            problems.append(
+                f"{where}.{name}: Retry-After from ${raw} has two decimals since 3.18 (59.89)"
+            )
+        elif name == "response-rewrite" and "retry-after" in text:
+            problems.append(
+                f"{where}.{name} sets Retry-After: only the serverless-post-function may (whole"
+                " seconds from limit-count's reset)"
+            )
+    needed = (str(RATE_LIMITED_STATUS), "Retry-After", "math.ceil", LIMIT_COUNT_RESET_HEADER)
+    for route_where, route in ingest_routes(doc):
+        conf = plugins_of(route).get("serverless-post-function")
+        where = f"{route_where} serverless-post-function"
+        if not isinstance(conf, dict):
+            problems.append(f"{where}: missing: a 429 would carry no whole-second Retry-After")
+            continue
+        if conf.get("phase", "access") != "header_filter":
+            problems.append(f"{where}: phase {conf.get('phase', 'access')!r}, not header_filter")
+        functions = [str(f) for f in conf.get("functions") or []]
+        if not any(all(word in code for word in needed) for code in functions):
+            problems.append(
+                f"{where}: no function sets Retry-After = math.ceil({LIMIT_COUNT_RESET_HEADER})"
+                f" on a {RATE_LIMITED_STATUS}"
+            )
+    return problems
+
+
+def serverless_problems(doc: Doc) -> Problems:
+    """Every serverless function is a chunk returning a function (serverless/init.lua loads it
+    and calls what it returns with (conf, ctx)), and holds no `${{` (APISIX would substitute
+    an environment variable into the code)."""
+    problems = []
+    for where, name, conf in plugin_confs(doc):
+        if not name.startswith("serverless-") or not isinstance(conf, dict):
+            continue
+        for index, code in enumerate(conf.get("functions") or []):
+            at = f"{where}.{name}.functions[{index}]"
+            text = str(code).strip()
+            if not text.startswith("return function(conf, ctx)"):
+                problems.append(f"{at}: does not start with `return function(conf, ctx)`")
+            if not re.search(r"\bend$", text):
+                problems.append(f"{at}: does not end with `end`")
+            if "${{" in text:
+                problems.append(f"{at}: holds `${{{{`, which APISIX substitutes since 3.17")
     return problems
 
 
@@ -875,7 +1376,7 @@ def request_id_problems(doc: Doc) -> Problems:
     confs = [
         conf
         for rule in objects(doc, "global_rules")
-        for name, conf in (rule.get("plugins") or {}).items()
+        for name, conf in plugins_of(rule).items()
         if name == "request-id"
     ]
     if len(confs) != 1:
@@ -886,9 +1387,7 @@ def request_id_problems(doc: Doc) -> Problems:
         problems.append(f"request-id header_name {conf.get('header_name')!r}")
     if conf.get("include_in_response") is False:
         problems.append("request-id include_in_response is off")
-    if not any(
-        "prometheus" in (rule.get("plugins") or {}) for rule in objects(doc, "global_rules")
-    ):
+    if not any("prometheus" in plugins_of(rule) for rule in objects(doc, "global_rules")):
         problems.append("prometheus is not in a global rule")
     return problems
 
@@ -897,13 +1396,9 @@ def health_problems(doc: Doc, health_schema: Doc) -> Problems:
     route = route_for(doc, "GET", "/health")
     if route is None:
         return ["no GET /health route"]
-    conf = (route.get("plugins") or {}).get("mocking") or {}
+    conf = plugins_of(route).get("mocking") or {}
     problems = []
-    if (
-        route.get("upstream_id")
-        or route.get("upstream")
-        or set(route.get("plugins", {})) != {"mocking"}
-    ):
+    if route.get("upstream_id") or route.get("upstream") or set(plugins_of(route)) != {"mocking"}:
         problems.append("/health must be answered by the gateway alone (mocking, no upstream)")
     if conf.get("response_status", 200) != 200 or conf.get("with_mock_header", True):
         problems.append("/health must be a plain 200")
@@ -921,8 +1416,10 @@ CONTRACT_CHECKS: tuple[Callable[[Doc], Problems], ...] = (
     forward_auth_problems,
     limit_count_problems,
     body_limit_problems,
+    phase_problems,
     header_hygiene_problems,
     retry_after_problems,
+    serverless_problems,
     request_id_problems,
 )
 
@@ -959,19 +1456,28 @@ def config_key_paths(value: Any, prefix: str = "") -> set[str]:
     return {prefix}
 
 
-def env_references(value: Any) -> set[str]:
-    """Environment variables a document's values name as ${{VAR}} (APISIX resolves values)."""
+def env_references(value: Any) -> dict[str, bool]:
+    """Environment variables a document's values name as ${{VAR}}, each with whether a
+    `:=` default follows it (apisix/cli/file.lua var_sub)."""
     if isinstance(value, dict):
-        return set().union(*(env_references(item) for item in value.values()))
+        value = list(value.values())
     if isinstance(value, list):
-        return set().union(*(env_references(item) for item in value))
+        found: dict[str, bool] = {}
+        for item in value:
+            for name, has_default in env_references(item).items():
+                found[name] = found.get(name, True) and has_default
+        return found
     if isinstance(value, str):
-        return set(re.findall(r"\$\{\{\s*([A-Za-z0-9_]+)", value))
-    return set()
+        return {
+            name: bool(default)
+            for name, default in re.findall(r"\$\{\{\s*([A-Za-z0-9_]+)\s*(:=)?", value)
+        }
+    return {}
 
 
 def config_problems(config: Doc, doc: Doc) -> Problems:
-    """config.yaml: a yaml-fed data plane with exactly the plugins the routes use."""
+    """config.yaml: a yaml-fed data plane with exactly the plugins the routes use, and every
+    variable apisix.yaml names passed to the nginx workers."""
     problems = [
         f"config.yaml: unknown key {p}" for p in sorted(config_key_paths(config) - CONFIG_KEYS)
     ]
@@ -992,11 +1498,13 @@ def config_problems(config: Doc, doc: Doc) -> Problems:
     problems += access_log_problems(
         str(http.get("access_log_format", "")), str(http.get("access_log_format_escape"))
     )
-    referenced = env_references(doc)
-    missing = referenced - set(nginx.get("envs") or [])
-    problems += [
-        f"nginx_config.envs lacks {name} (workers could not read it)" for name in sorted(missing)
-    ]
+    envs = set(nginx.get("envs") or [])
+    for name, has_default in sorted(env_references(doc).items()):
+        if name not in envs:
+            consequence = "silently uses its default" if has_default else "fails the load"
+            problems.append(
+                f"nginx_config.envs lacks {name}: a worker cannot read it and {consequence}"
+            )
     return problems
 
 
@@ -1010,7 +1518,8 @@ def helm_key_paths(value: Any, prefix: str = "") -> set[str]:
 
 
 def helm_problems(values: Doc, config: Doc) -> Problems:
-    """Helm: 3 gateways, 3 etcd members, dashboard, scraping; same plugins and logs."""
+    """Helm: a supported release, 3 gateways, 3 etcd members, dashboard, scraping; same plugins
+    and logs as the standalone data plane."""
     problems = [
         f"values.yaml: the chart has no key {p}" for p in sorted(helm_key_paths(values) - HELM_KEYS)
     ]
@@ -1019,7 +1528,11 @@ def helm_problems(values: Doc, config: Doc) -> Problems:
     logs = (apisix.get("nginx") or {}).get("logs") or {}
     http = (config.get("nginx_config") or {}).get("http") or {}
     tag = str((values.get("image") or {}).get("tag", ""))
-    version = tuple(int(part) for part in re.findall(r"\d+", tag)[:3])
+    image = re.fullmatch(r"(\d+\.\d+\.\d+)-([a-z][a-z0-9]*)", tag)
+    if image is None:
+        problems.append(f"image tag {tag!r} is not <version>-<flavour> (e.g. 3.18.0-ubuntu)")
+    elif image.group(1) not in SUPPORTED_APISIX:
+        problems.append(f"image {tag!r}: the routes were run live on {sorted(SUPPORTED_APISIX)}")
     expectations = [
         (values.get("replicaCount") == 3, "replicaCount is not 3"),
         ((values.get("etcd") or {}).get("enabled") is True, "etcd is not enabled"),
@@ -1036,10 +1549,6 @@ def helm_problems(values: Doc, config: Doc) -> Problems:
         (apisix.get("plugins") == config.get("plugins"), "plugins differ from config.yaml"),
         (logs.get("accessLogFormat") == http.get("access_log_format"), "log format differs"),
         (logs.get("accessLogFormatEscape") == "json", "access log is not JSON-escaped"),
-        (
-            version >= tuple(int(p) for p in MIN_APISIX.split(".")),
-            f"image {tag!r} < {MIN_APISIX}",
-        ),
     ]
     problems += [message for ok, message in expectations if not ok]
     return problems
@@ -1102,7 +1611,7 @@ def knative_services(root: Path) -> tuple[list[tuple[str, str]], list[str]]:
 
 def knative_problems(services: list[tuple[str, str]], doc: Doc) -> Problems:
     """Every Service the gateway names exists in knative/ under that name and namespace."""
-    named = {AUTHORIZE_SERVICE} | set(ingest_routes().values())
+    named = {AUTHORIZE_SERVICE} | set(ingest_services().values())
     for upstream in objects(doc, "upstreams"):
         for node in upstream.get("nodes") or {}:
             host = node.rsplit(":", 1)[0]
@@ -1123,6 +1632,11 @@ def test_standalone_file_ends_with_end_marker(standalone_text: str) -> None:
     assert end_marker_problems(standalone_text) == []
 
 
+@pytest.mark.parametrize("path", [STANDALONE_FILE, CONFIG_FILE], ids=lambda path: path.name)
+def test_environment_variables_appear_only_in_values(path: Path) -> None:
+    assert env_placement_problems(path.read_text(encoding="utf-8"), path.name) == []
+
+
 def test_every_object_and_plugin_matches_apisix_schemas(standalone: Doc) -> None:
     assert schema_conformance_problems(standalone) == []
 
@@ -1130,6 +1644,12 @@ def test_every_object_and_plugin_matches_apisix_schemas(standalone: Doc) -> None
 @pytest.mark.parametrize("check", CONTRACT_CHECKS, ids=lambda check: check.__name__)
 def test_gateway_agrees_with_the_code(standalone: Doc, check: Callable[[Doc], Problems]) -> None:
     assert check(standalone) == []
+
+
+def test_traffic_split_sends_each_path_to_its_function(standalone: Doc) -> None:
+    ((_, route),) = ingest_routes(standalone)
+    assert effective_upstream(route, Endpoint.SINGLE.value) == ("ingest-event", None)
+    assert effective_upstream(route, Endpoint.BATCH.value) == ("ingest-batch", None)
 
 
 def test_health_is_the_contracts_body(standalone: Doc) -> None:
@@ -1144,14 +1664,37 @@ def test_helm_values(helm_values: Doc, config: Doc) -> None:
     assert helm_problems(helm_values, config) == []
 
 
+def test_supported_releases_are_recorded() -> None:
+    assert set(APISIX_COMMITS) == SUPPORTED_APISIX == set(PLUGIN_PHASES)
+    assert all(re.fullmatch(r"[0-9a-f]{40}", commit) for commit in APISIX_COMMITS.values())
+    assert min(SUPPORTED_APISIX, key=version_tuple) == MIN_APISIX
+
+
+def test_phase_tables_cover_every_enabled_plugin(config: Doc) -> None:
+    for release, table in PLUGIN_PHASES.items():
+        assert set(config["plugins"]) <= set(table), release
+        for name, known in table.items():
+            assert known.phases and known.phases <= set(PHASE_ORDER), (release, name)
+            assert known.path.startswith("apisix/plugins/"), (release, name)
+
+
+def test_plugin_sources_are_recorded() -> None:
+    for name, known in PLUGIN_SCHEMAS.items():
+        assert re.search(r"apache/apisix apisix/\S+\.lua @ [0-9a-f]{40}", known.source), name
+        assert any(commit in known.source for commit in APISIX_COMMITS.values()), name
+
+
 def test_etcd_mode_loads_the_standalone_objects(standalone: Doc, sync: ModuleType) -> None:
     env = {"APISIX_REDIS_PASSWORD": "pw-from-env"}
     requests = sync.admin_requests(sync.read_standalone(STANDALONE_FILE), env)
     assert etcd_parity_problems(standalone, requests, lambda v: sync.resolve_env(v, env)) == []
-    route = next(r for r in requests if r.path == "/apisix/admin/routes/ingest-batch")
+    route = next(r for r in requests if r.path == "/apisix/admin/routes/ingest")
     limit = route.body["plugins"]["limit-count"]
     assert limit["redis_password"] == "pw-from-env"
     assert limit["redis_host"] == cluster_host("redis")  # the default after :=
+    unset = sync.admin_requests(sync.read_standalone(STANDALONE_FILE), {})
+    route = next(r for r in unset if r.path == "/apisix/admin/routes/ingest")
+    assert route.body["plugins"]["limit-count"]["redis_password"] == ""  # a Redis without AUTH
 
 
 def test_sync_resolves_variables_as_apisix_does(sync: ModuleType) -> None:
@@ -1170,7 +1713,7 @@ def test_sync_resolves_variables_as_apisix_does(sync: ModuleType) -> None:
 
 def test_sync_refuses_a_file_without_end_marker(sync: ModuleType, tmp_path: Path) -> None:
     broken = tmp_path / "apisix.yaml"
-    broken.write_text(STANDALONE_FILE.read_text(encoding="utf-8").replace("#END", ""))
+    broken.write_text(STANDALONE_FILE.read_text(encoding="utf-8").replace("\n#END", "\n"))
     with pytest.raises(sync.SyncError, match="#END"):
         sync.read_standalone(broken)
 
@@ -1195,33 +1738,47 @@ def test_request_id_header_is_the_one_the_code_reads_and_echoes() -> None:
     assert response.headers[REQUEST_ID_HEADER] == "r"
 
 
-def test_plugin_sources_are_recorded() -> None:
-    for name, known in PLUGIN_SCHEMAS.items():
-        assert re.search(r"@ [0-9a-f]{40}", known.source), name
-        assert known.priority > 0, name
-
-
 def openapi_health_schema() -> Doc:
     spec = load_yaml(OPENAPI_FILE)
     schema: Doc = spec["components"]["schemas"]["Health"]
     return schema
 
 
+def test_knative_functions_read_the_client_ip_from_the_gateway_header() -> None:
+    found = {}
+    for path in (ROOT / "knative").rglob("*.yaml"):
+        for document in yaml.safe_load_all(path.read_text()):
+            if not isinstance(document, dict) or document.get("kind") != "Service":
+                continue
+            for container in (
+                document.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+            ):
+                for env in container.get("env", []) or []:
+                    if env.get("name") == "CLIENT_IP_HEADER":
+                        found[document["metadata"]["name"]] = env.get("value")
+    assert found.get("ingest-event") == CLIENT_IP_HEADER
+    assert found.get("ingest-batch") == CLIENT_IP_HEADER
+
+
 # --------------------------------------------------------------------------------------------
 # Mutations: each check fails on a broken copy.
 # --------------------------------------------------------------------------------------------
 
-
-def _route(doc: Doc, uri: str) -> Doc:
-    return next(route for route in doc["routes"] if route["uri"] == uri)
+INGEST = "ingest"
 
 
-def _plugins(doc: Doc, uri: str = Endpoint.SINGLE.value) -> Doc:
-    plugins: Doc = _route(doc, uri)["plugins"]
+def _route(doc: Doc, route_id: str = INGEST) -> Doc:
+    return next(route for route in doc["routes"] if route["id"] == route_id)
+
+
+def _plugins(doc: Doc, route_id: str = INGEST) -> Doc:
+    plugins: Doc = _route(doc, route_id)["plugins"]
     return plugins
 
 
 def _set(path: str, value: Any) -> Callable[[Doc], None]:
+    """Set `plugin.attribute[.attribute...]` on the ingest route."""
+
     def mutate(doc: Doc) -> None:
         target: Any = _plugins(doc)
         *parents, last = path.split(".")
@@ -1247,6 +1804,26 @@ def _upstream(field: str, value: Any) -> Callable[[Doc], None]:
     return mutate
 
 
+def _remove(plugin: str) -> Callable[[Doc], None]:
+    return lambda doc: _plugins(doc).pop(plugin)
+
+
+def _lua(plugin: str, old: str, new: str) -> Callable[[Doc], None]:
+    """Replace `old` (which must be there) in the plugin's first function."""
+
+    def mutate(doc: Doc) -> None:
+        functions = _plugins(doc)[plugin]["functions"]
+        assert old in functions[0], old
+        functions[0] = functions[0].replace(old, new)
+
+    return mutate
+
+
+def _first_rule(doc: Doc) -> Doc:
+    rule: Doc = _plugins(doc)["traffic-split"]["rules"][0]
+    return rule
+
+
 SCHEMA_MUTATIONS = {
     "misspelled attribute": (
         _rename_attribute("forward-auth", "upstream_headers", "upstream_header"),
@@ -1264,17 +1841,33 @@ SCHEMA_MUTATIONS = {
         lambda d: _plugins(d)["forward-auth"].pop("uri"),
         "'uri' is a required",
     ),
+    "3.18-only attribute": (_set("forward-auth.max_req_body_size", 65536), "max_req_body_size"),
     "unknown plugin": (_set("limit-counter", {"count": 1, "time_window": 1}), "limit-counter"),
     "bad proxy-rewrite headers": (
         _set("proxy-rewrite.headers", {"delete": ["X-API-Key"]}),
         "headers",
     ),
-    "route typo": (lambda d: _route(d, "/health").update({"method": ["GET"]}), "method"),
-    "upstream typo": (_upstream("passhost", "rewrite"), "passhost"),
-    "dangling upstream_id": (
-        lambda d: _route(d, "/v1/events").update({"upstream_id": "nope"}),
-        "nope",
+    "misspelled traffic-split attribute": (
+        lambda d: _first_rule(d).update({"weighted_upstream": _first_rule(d).pop("match")}),
+        "weighted_upstream",
     ),
+    "traffic-split to an undefined upstream": (
+        lambda d: _first_rule(d)["weighted_upstreams"][0].update({"upstream_id": "ingest-bulk"}),
+        "ingest-bulk",
+    ),
+    "serverless phase typo": (_set("serverless-pre-function.phase", "rewrites"), "rewrites"),
+    "serverless without functions": (_set("serverless-post-function.functions", []), "[]"),
+    "route typo": (lambda d: _route(d, "health").update({"method": ["GET"]}), "method"),
+    "uri and uris": (
+        lambda d: _route(d).update({"uri": Endpoint.SINGLE.value}),
+        "valid under each",
+    ),
+    "uris repeated": (
+        lambda d: _route(d).update({"uris": [Endpoint.SINGLE.value] * 2}),
+        "non-unique",
+    ),
+    "upstream typo": (_upstream("passhost", "rewrite"), "passhost"),
+    "dangling upstream_id": (lambda d: _route(d).update({"upstream_id": "nope"}), "nope"),
     "duplicate id": (lambda d: d["routes"][1].update({"id": d["routes"][0]["id"]}), "duplicate"),
 }
 
@@ -1288,26 +1881,53 @@ def test_schema_check_mutation(standalone: Doc, name: str) -> None:
     assert any(expected in problem for problem in problems), problems
 
 
-def _swap_upstreams(doc: Doc) -> None:
-    single, batch = _route(doc, Endpoint.SINGLE.value), _route(doc, Endpoint.BATCH.value)
-    single["upstream_id"], batch["upstream_id"] = batch["upstream_id"], single["upstream_id"]
+def _swap_functions(doc: Doc) -> None:
+    weighted = _first_rule(doc)["weighted_upstreams"][0]
+    route = _route(doc)
+    route["upstream_id"], weighted["upstream_id"] = weighted["upstream_id"], route["upstream_id"]
 
 
-def _remove(plugin: str, uri: str = Endpoint.BATCH.value) -> Callable[[Doc], None]:
-    return lambda doc: _plugins(doc, uri).pop(plugin)
+def _split_into_two_routes(doc: Doc) -> None:
+    """The old design: one route per path, each with its own limit-count."""
+    single = _route(doc)
+    batch = copy.deepcopy(single)
+    single.pop("uris")
+    single["uri"] = Endpoint.SINGLE.value
+    single["plugins"].pop("traffic-split")
+    batch.pop("uris")
+    batch.update({"id": "ingest-batch", "uri": Endpoint.BATCH.value, "upstream_id": "ingest-batch"})
+    batch["plugins"].pop("traffic-split")
+    doc["routes"].insert(1, batch)
 
 
 CONTRACT_MUTATIONS: dict[str, tuple[Callable[[Doc], Any], Callable[[Doc], Problems], str]] = {
+    # Routes and upstreams.
     "wrong path": (
-        lambda d: _route(d, "/v1/events/batch").update({"uri": "/v1/batch"}),
+        lambda d: _route(d).update({"uris": [Endpoint.SINGLE.value, "/v1/batch"]}),
         route_table_problems,
         "route uris",
     ),
-    "functions swapped": (_swap_upstreams, route_table_problems, "do not name"),
+    "functions swapped": (_swap_functions, route_table_problems, "do not name"),
     "extra method": (
-        lambda d: _route(d, "/v1/events").update({"methods": ["POST", "PUT"]}),
+        lambda d: _route(d).update({"methods": ["POST", "PUT"]}),
         route_table_problems,
         "methods",
+    ),
+    "batch not split off": (_remove("traffic-split"), route_table_problems, "name ingest-batch"),
+    "split on the wrong path": (
+        lambda d: _first_rule(d).update({"match": [{"vars": [["uri", "==", "/v1/events"]]}]}),
+        route_table_problems,
+        "do not name",
+    ),
+    "batch split between functions": (
+        lambda d: _first_rule(d)["weighted_upstreams"].append({"weight": 1}),
+        route_table_problems,
+        "not one",
+    ),
+    "split on a header": (
+        lambda d: _first_rule(d).update({"match": [{"vars": [["http_x_batch", "==", "1"]]}]}),
+        route_table_problems,
+        "cannot evaluate",
     ),
     "upstream in another namespace": (
         _upstream("nodes", {"ingest-event.default.svc.cluster.local:80": 1}),
@@ -1321,6 +1941,7 @@ CONTRACT_MUTATIONS: dict[str, tuple[Callable[[Doc], Any], Callable[[Doc], Proble
         upstream_problems,
         "read timeout",
     ),
+    # forward-auth.
     "authorize host": (
         _set("forward-auth.uri", f"http://{cluster_host('authorise')}/authorize"),
         forward_auth_problems,
@@ -1364,6 +1985,14 @@ CONTRACT_MUTATIONS: dict[str, tuple[Callable[[Doc], Any], Callable[[Doc], Proble
         forward_auth_problems,
         "POST",
     ),
+    "no forward-auth": (_remove("forward-auth"), forward_auth_problems, "missing"),
+    # limit-count, and one counter per key (cause 3).
+    "group with a variable count": (
+        _set("limit-count.group", "ingest"),
+        limit_count_problems,
+        "group with a variable count",
+    ),
+    "one route per path": (_split_into_two_routes, limit_count_problems, "counts a key separately"),
     "quota header misspelled": (
         _set("limit-count.count", "$http_x_audit_ratelimit"),
         limit_count_problems,
@@ -1392,37 +2021,143 @@ CONTRACT_MUTATIONS: dict[str, tuple[Callable[[Doc], Any], Callable[[Doc], Proble
         limit_count_problems,
         "redis_password",
     ),
-    "no group": (lambda d: _plugins(d)["limit-count"].pop("group"), limit_count_problems, "group"),
-    "event body limit": (
+    "no limit-count": (_remove("limit-count"), limit_count_problems, "missing"),
+    # Body limits: per path, in rewrite, before authorize and the quota.
+    "batch body cap": (
         _set("client-control.max_body_size", 1048576),
         body_limit_problems,
-        "/v1/events:",
+        "client-control max_body_size",
     ),
-    "batch body limit missing": (
-        _remove("client-control"),
+    "event body limit": (
+        _lua("serverless-pre-function", "65536", "1048576"),
         body_limit_problems,
-        "/v1/events/batch",
+        "65536",
     ),
-    "spoofable quota": (
+    "event limit on another path": (
+        _lua("serverless-pre-function", '"/v1/events"', '"/v1/event"'),
+        body_limit_problems,
+        "/v1/events",
+    ),
+    "body not read": (
+        _lua("serverless-pre-function", "core.request.get_body(limit, ctx)", "nil, nil"),
+        body_limit_problems,
+        "does not read the body",
+    ),
+    "413 not problem+json": (
+        _lua("serverless-pre-function", "application/problem+json", "application/json"),
+        body_limit_problems,
+        "problem+json",
+    ),
+    "body limit in access": (
+        _set("serverless-pre-function.phase", "access"),
+        body_limit_problems,
+        "not rewrite",
+    ),
+    "body limit after the quota": (
+        _set("serverless-pre-function.phase", "header_filter"),
+        body_limit_problems,
+        "runs after limit-count",
+    ),
+    "no per-path limit": (_remove("serverless-pre-function"), body_limit_problems, "missing"),
+    # Phases (cause 2).
+    "key removed before forward-auth reads it": (
         _set(
             "proxy-rewrite.headers",
-            {"set": {RATE_LIMIT_HEADER: "100000"}, "remove": [API_KEY_HEADER]},
+            {"set": {CLIENT_IP_HEADER: "$remote_addr"}, "remove": [API_KEY_HEADER]},
         ),
+        phase_problems,
+        f"proxy-rewrite (rewrite, priority 1008) removes {nginx_var(API_KEY_HEADER)}",
+    ),
+    "key rewritten before forward-auth reads it": (
+        _set("proxy-rewrite.headers", {"set": {API_KEY_HEADER: "redacted"}}),
+        phase_problems,
+        f"overwrites {nginx_var(API_KEY_HEADER)}",
+    ),
+    "key cleared earlier in the access phase": (
+        lambda d: (
+            _set("serverless-pre-function.phase", "access")(d),
+            _lua("serverless-pre-function", "local limit", 'ngx.req.clear_header("X-API-Key")\n')(
+                d
+            ),
+        ),
+        phase_problems,
+        f"serverless-pre-function (access, priority 10000) removes {nginx_var(API_KEY_HEADER)}",
+    ),
+    "quota header not set by forward-auth": (
+        _set("forward-auth.upstream_headers", [PRINCIPAL_HEADER, TENANT_HEADER, KEY_ID_HEADER]),
+        phase_problems,
+        f"reads {nginx_var(RATE_LIMIT_HEADER)} before forward-auth sets it",
+    ),
+    "quota key overwritten before limit-count": (
+        _set("proxy-rewrite.headers", {"set": {KEY_ID_HEADER: "$remote_addr"}}),
+        phase_problems,
+        f"overwrites {nginx_var(KEY_ID_HEADER)}",
+    ),
+    # Header hygiene.
+    "spoofable quota": (
+        _set("proxy-rewrite.headers", {"set": {RATE_LIMIT_HEADER: "100000"}}),
         header_hygiene_problems,
         "X-Audit",
     ),
     "route vars": (
-        lambda d: _route(d, "/v1/events").update({"vars": [["http_x_audit_tenant_id", "==", "t"]]}),
+        lambda d: _route(d).update({"vars": [["http_x_audit_tenant_id", "==", "t"]]}),
         header_hygiene_problems,
         "vars",
     ),
-    "key forwarded upstream": (_remove("proxy-rewrite"), header_hygiene_problems, API_KEY_HEADER),
-    "no Retry-After": (_remove("response-rewrite"), retry_after_problems, "Retry-After"),
-    "rewrite every status": (
-        lambda d: _plugins(d)["response-rewrite"].pop("vars"),
+    # Retry-After (cause 4).
+    "Retry-After from the raw reset": (
+        lambda d: (
+            _remove("serverless-post-function")(d),
+            _set(
+                "response-rewrite",
+                {
+                    "headers": {"set": {"Retry-After": "$sent_http_x_ratelimit_reset"}},
+                    "vars": [["status", "==", 429]],
+                },
+            )(d),
+        ),
         retry_after_problems,
-        "429 only",
+        "two decimals",
     ),
+    "Retry-After rewritten elsewhere": (
+        _set("response-rewrite", {"headers": {"set": {"Retry-After": "60"}}}),
+        retry_after_problems,
+        "response-rewrite sets Retry-After",
+    ),
+    "no whole-second Retry-After": (
+        _remove("serverless-post-function"),
+        retry_after_problems,
+        "missing",
+    ),
+    "Retry-After rounded down": (
+        _lua("serverless-post-function", "math.ceil", "math.floor"),
+        retry_after_problems,
+        "math.ceil",
+    ),
+    "Retry-After set too late": (
+        _set("serverless-post-function.phase", "body_filter"),
+        retry_after_problems,
+        "header_filter",
+    ),
+    # Serverless functions.
+    "function not returned": (
+        _lua("serverless-pre-function", "return function(conf, ctx)", "function(conf, ctx)"),
+        serverless_problems,
+        "does not start",
+    ),
+    "trailing code after the function": (
+        lambda d: _plugins(d)["serverless-post-function"]["functions"].append(
+            "return function(conf, ctx)\n  ngx.log(ngx.WARN, 'x')\nend\nlocal unused = 1\n"
+        ),
+        serverless_problems,
+        "does not end",
+    ),
+    "environment variable in Lua": (
+        _lua("serverless-pre-function", "local limit", "-- ${{APISIX_MAX_BODY}}\nlocal limit"),
+        serverless_problems,
+        "${{",
+    ),
+    # request-id.
     "request id renamed": (
         lambda d: d["global_rules"][0]["plugins"]["request-id"].update(
             {"header_name": "X-Correlation-Id"}
@@ -1447,10 +2182,55 @@ def test_contract_check_mutation(standalone: Doc, name: str) -> None:
     assert any(expected in problem for problem in problems), problems
 
 
-def test_plugin_order_mutation(monkeypatch: pytest.MonkeyPatch, standalone: Doc) -> None:
-    early = PluginSchema("test", 3000, PLUGIN_SCHEMAS["proxy-rewrite"].schema)
-    monkeypatch.setitem(PLUGIN_SCHEMAS, "proxy-rewrite", early)
-    assert any("before forward-auth" in p for p in header_hygiene_problems(standalone))
+def _tables_with(
+    plugin: str, releases: tuple[str, ...], **changes: Any
+) -> dict[str, dict[str, PluginPhases]]:
+    """PLUGIN_PHASES with `plugin`'s entry changed in `releases`."""
+    tables = copy.deepcopy(PLUGIN_PHASES)
+    for release in releases:
+        known = tables[release][plugin]
+        tables[release][plugin] = PluginPhases(
+            known.path,
+            frozenset(changes.get("phases", known.phases)),
+            changes.get("priority", known.priority),
+            known.phase_from_conf,
+        )
+    return tables
+
+
+def test_phase_table_mutation(monkeypatch: pytest.MonkeyPatch, standalone: Doc) -> None:
+    # forward-auth below limit-count: the quota would read headers authorize has not set yet.
+    tables = _tables_with("forward-auth", ("3.18.0",), priority=900)
+    monkeypatch.setattr(sys.modules[__name__], "PLUGIN_PHASES", tables)
+    problems = phase_problems(standalone)
+    assert any("3.18.0" in p and "before forward-auth sets it" in p for p in problems), problems
+    assert not any("3.16.0" in p for p in problems), problems
+
+
+def test_phase_check_is_about_order_not_presence(
+    monkeypatch: pytest.MonkeyPatch, standalone: Doc
+) -> None:
+    doc = copy.deepcopy(standalone)
+    _set(
+        "proxy-rewrite.headers",
+        {"set": {CLIENT_IP_HEADER: "$remote_addr"}, "remove": [API_KEY_HEADER]},
+    )(doc)
+    assert phase_problems(doc)
+    # The same removal by a plugin that ran after forward-auth would be harmless.
+    later = _tables_with("proxy-rewrite", tuple(SUPPORTED_APISIX), phases={"access"}, priority=1000)
+    monkeypatch.setattr(sys.modules[__name__], "PLUGIN_PHASES", later)
+    assert phase_problems(doc) == []
+
+
+def test_phase_table_without_a_plugin_mutation(
+    monkeypatch: pytest.MonkeyPatch, standalone: Doc
+) -> None:
+    tables = copy.deepcopy(PLUGIN_PHASES)
+    del tables["3.16.0"]["traffic-split"]
+    monkeypatch.setattr(sys.modules[__name__], "PLUGIN_PHASES", tables)
+    assert any(
+        "no phases recorded for plugin 'traffic-split'" in p for p in phase_problems(standalone)
+    )
 
 
 @pytest.mark.parametrize(
@@ -1465,13 +2245,50 @@ def test_end_marker_mutation(text: str, expected: int) -> None:
     assert len(end_marker_problems(text)) == expected
 
 
+ENV_PLACEMENT_MUTATIONS: dict[str, tuple[Path, str, str, int]] = {
+    "comment line": (
+        STANDALONE_FILE,
+        "\nroutes:\n",
+        "\n# the password is ${{APISIX_REDIS_PASSWORD}}, from the Secret\nroutes:\n",
+        1,
+    ),
+    "comment after a value": (
+        STANDALONE_FILE,
+        "redis_port: 6379\n",
+        "redis_port: 6379  # or ${{APISIX_REDIS_PORT}}\n",
+        1,
+    ),
+    "comment in config.yaml": (
+        CONFIG_FILE,
+        "  envs:\n",
+        "  # ${{APISIX_REDIS_HOST}} and ${{APISIX_REDIS_PASSWORD}}\n  envs:\n",
+        2,
+    ),
+    "in a value (allowed)": (
+        STANDALONE_FILE,
+        "redis_database: 0\n",
+        "redis_database: '${{APISIX_REDIS_DATABASE:=0}}'\n",
+        0,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", ENV_PLACEMENT_MUTATIONS)
+def test_env_placement_mutation(name: str) -> None:
+    path, old, new, expected = ENV_PLACEMENT_MUTATIONS[name]
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    problems = env_placement_problems(text.replace(old, new, 1), path.name)
+    assert len(problems) == expected, problems
+
+
 def test_health_mutation(standalone: Doc) -> None:
     schema = openapi_health_schema()
     doc = copy.deepcopy(standalone)
-    _plugins(doc, "/health")["mocking"]["response_example"] = '{"status":"up"}'
+    _plugins(doc, "health")["mocking"]["response_example"] = '{"status":"up"}'
     assert any("Health" in p for p in health_problems(doc, schema))
     doc = copy.deepcopy(standalone)
-    _route(doc, "/health")["upstream_id"] = "ingest-event"
+    _route(doc, "health")["upstream_id"] = "ingest-event"
     assert any("gateway alone" in p for p in health_problems(doc, schema))
 
 
@@ -1482,7 +2299,14 @@ CONFIG_MUTATIONS: dict[str, tuple[Callable[[Doc], Any], str]] = {
         "yaml",
     ),
     "plugin not enabled": (lambda c: c["plugins"].remove("forward-auth"), "forward-auth is used"),
-    "plugin enabled, unused": (lambda c: c["plugins"].append("key-auth"), "key-auth is enabled"),
+    "post-function not enabled": (
+        lambda c: c["plugins"].remove("serverless-post-function"),
+        "serverless-post-function is used",
+    ),
+    "plugin enabled, unused": (
+        lambda c: c["plugins"].append("response-rewrite"),
+        "response-rewrite is enabled",
+    ),
     "unknown key": (
         lambda c: c["nginx_config"]["http"].update({"client_max_body": 1}),
         "client_max_body",
@@ -1535,6 +2359,13 @@ def test_config_mutation(config: Doc, standalone: Doc, name: str) -> None:
     assert any(expected in problem for problem in problems), problems
 
 
+def test_variable_not_passed_to_workers_mutation(config: Doc, standalone: Doc) -> None:
+    doc = copy.deepcopy(standalone)
+    _set("limit-count.redis_username", "${{APISIX_REDIS_USERNAME}}")(doc)
+    problems = config_problems(config, doc)
+    assert any("APISIX_REDIS_USERNAME" in p and "fails the load" in p for p in problems), problems
+
+
 HELM_MUTATIONS: dict[str, tuple[Callable[[Doc], Any], str]] = {
     "replicas": (lambda v: v.update({"replicaCount": 1}), "replicaCount"),
     "etcd replicas": (lambda v: v["etcd"].update({"replicaCount": 1}), "etcd.replicaCount"),
@@ -1554,7 +2385,10 @@ HELM_MUTATIONS: dict[str, tuple[Callable[[Doc], Any], str]] = {
         lambda v: v["apisix"]["nginx"]["logs"].update({"accessLogFormat": "$remote_addr"}),
         "log format",
     ),
-    "too old": (lambda v: v["image"].update({"tag": "3.15.0-debian"}), "3.16.0"),
+    "release not run live": (lambda v: v["image"].update({"tag": "3.17.0-ubuntu"}), "run live"),
+    "too old": (lambda v: v["image"].update({"tag": "3.15.0-debian"}), "run live"),
+    "no flavour": (lambda v: v["image"].update({"tag": "3.18.0"}), "<version>-<flavour>"),
+    "floating tag": (lambda v: v["image"].update({"tag": "latest"}), "<version>-<flavour>"),
 }
 
 
@@ -1588,7 +2422,7 @@ def test_knative_mutation(standalone: Doc, tmp_path: Path) -> None:
             {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "metadata": meta}
         )
 
-    names = sorted({AUTHORIZE_SERVICE, *ingest_routes().values()})
+    names = sorted({AUTHORIZE_SERVICE, *ingest_services().values()})
     base = tmp_path / "base"
     base.mkdir()
     (base / "services.yaml").write_text("---\n".join(service(n, None) for n in names))
@@ -1614,19 +2448,3 @@ def test_a_client_ip_header_not_overwritten_by_the_gateway_is_caught(standalone:
             plugins["proxy-rewrite"]["headers"].pop("set", None)
     assert any(CLIENT_IP_HEADER in p for p in header_hygiene_problems(broken))
     assert not any(CLIENT_IP_HEADER in p for p in header_hygiene_problems(standalone))
-
-
-def test_knative_functions_read_the_client_ip_from_the_gateway_header() -> None:
-    found = {}
-    for path in (ROOT / "knative").rglob("*.yaml"):
-        for document in yaml.safe_load_all(path.read_text()):
-            if not isinstance(document, dict) or document.get("kind") != "Service":
-                continue
-            for container in (
-                document.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
-            ):
-                for env in container.get("env", []) or []:
-                    if env.get("name") == "CLIENT_IP_HEADER":
-                        found[document["metadata"]["name"]] = env.get("value")
-    assert found.get("ingest-event") == CLIENT_IP_HEADER
-    assert found.get("ingest-batch") == CLIENT_IP_HEADER
