@@ -60,7 +60,9 @@ def main() -> int:
         server = subprocess.Popen(
             [sys.executable, "-m", "devstack.compose", "--port", str(args.port)], env=env
         )
-        wait_healthy(f"http://127.0.0.1:{args.port}/health", server)
+        # /ready builds the app (producer, key store pool) as Knative's readiness probe does,
+        # so the first curl is not also the cold start.
+        wait_healthy(f"http://127.0.0.1:{args.port}/ready", server)
         print()
         print(f"audit-ingest is serving on http://127.0.0.1:{args.port} (inline auth mode)")
         print(f"stack addresses: {env_file}  (the CLI reads it: uv run audit-ingest keys list)")

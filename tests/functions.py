@@ -72,7 +72,9 @@ def start_function(target: str, env: dict[str, str], log_dir: Path) -> FunctionP
         if process.poll() is not None:
             raise RuntimeError(f"{target} exited early:\n{log.read_text()}")
         try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+            # /ready, as Knative's readiness probe: it builds the app (clients, producer), so
+            # the tests' first request is not also the function's cold start.
+            if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
                 return FunctionProcess(target, url, process, log)
         except httpx.TransportError:
             time.sleep(0.1)

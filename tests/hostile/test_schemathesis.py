@@ -234,6 +234,20 @@ def _fix_cloudevent(document: object, key: ApiKey) -> None:
     _fix_event(document.get("data"), key)
 
 
+def _fit_integers(value: Any) -> Any:
+    """Integers beyond 64 bits as strings: "send big numbers as strings" (docs/api.md); the
+    JSON Schema of free-form parts (`context`, CloudEvent extensions) cannot say it."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return str(value)
+    if isinstance(value, dict):
+        return {name: _fit_integers(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_fit_integers(item) for item in value]
+    return value
+
+
 def satisfy_prose_rules(case: Any, key: ApiKey) -> None:
     """Make a positive case honour the rules openapi.yaml states in prose (see above)."""
     headers = case.headers if case.headers is not None else {}
@@ -263,6 +277,7 @@ def satisfy_prose_rules(case: Any, key: ApiKey) -> None:
         headers[name] = _unique()
     if case.headers is None and headers:
         case.headers = headers
+    body = case.body = _fit_integers(body)
     if media == "application/cloudevents+json":
         _fix_cloudevent(body, key)
     elif media == "application/cloudevents-batch+json" and isinstance(body, list):

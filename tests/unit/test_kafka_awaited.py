@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from audit_ingest.adapters.kafka import _Awaited
+from audit_ingest.adapters.kafka import AwaitedRecords
 from audit_ingest.ports import Delivery
 
 
 async def test_reports_before_and_after_the_seal_settle_once() -> None:
     loop = asyncio.get_running_loop()
-    awaited = _Awaited(loop.create_future(), 3)
+    awaited = AwaitedRecords(loop.create_future(), 3)
     awaited.on_delivery(0, None, None)  # type: ignore[arg-type]
     awaited.seal(3)  # record 2 is still in flight
     assert not awaited.future.done()
@@ -23,7 +23,7 @@ async def test_reports_before_and_after_the_seal_settle_once() -> None:
 
 
 async def test_nothing_produced_settles_at_the_seal() -> None:
-    awaited = _Awaited(asyncio.get_running_loop().create_future(), 2)
+    awaited = AwaitedRecords(asyncio.get_running_loop().create_future(), 2)
     awaited.results[0] = awaited.results[1] = Delivery(False, "local producer queue is full")
     awaited.seal(0)
     assert awaited.future.done()
@@ -31,7 +31,7 @@ async def test_nothing_produced_settles_at_the_seal() -> None:
 
 async def test_reports_from_another_thread_settle_on_the_loop() -> None:
     count = 500
-    awaited = _Awaited(asyncio.get_running_loop().create_future(), count)
+    awaited = AwaitedRecords(asyncio.get_running_loop().create_future(), count)
 
     def deliver() -> None:
         for index in range(count):

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audit_ingest.errors import MalformedBody
-from audit_ingest.http.parsing import _plainly_unambiguous, _refuse_ambiguous_json
+from audit_ingest.http.parsing import plainly_unambiguous, refuse_ambiguous_json
 
 KEYS = st.sampled_from(["a", "b", "a:b", ":", "é", "k\\u003a", 'q"'])
 SCALARS = st.one_of(
@@ -55,8 +55,8 @@ def test_fast_path_never_accepts_what_the_full_check_refuses(
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         return
-    if _plainly_unambiguous(body, parsed):
-        _refuse_ambiguous_json(body)  # must not raise
+    if plainly_unambiguous(body, parsed):
+        refuse_ambiguous_json(body)  # must not raise
     elif not duplicate and b"\\u" not in body and not re.search(rb"[0-9]{19}", body):
         pytest.fail(f"a plain body took the slow path: {body!r}")
 
@@ -72,11 +72,11 @@ def test_fast_path_never_accepts_what_the_full_check_refuses(
     ],
 )
 def test_ambiguous_bodies_take_the_full_check(body: bytes) -> None:
-    assert not _plainly_unambiguous(body, orjson.loads(body))
+    assert not plainly_unambiguous(body, orjson.loads(body))
     with pytest.raises(MalformedBody):
-        _refuse_ambiguous_json(body)
+        refuse_ambiguous_json(body)
 
 
 def test_a_plain_event_needs_one_parse() -> None:
     body = b'{"actor": {"id": "u:1", "email": "a@b.c"}, "context": {"n": 123456789012345678}}'
-    assert _plainly_unambiguous(body, orjson.loads(body))
+    assert plainly_unambiguous(body, orjson.loads(body))

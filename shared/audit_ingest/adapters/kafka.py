@@ -128,7 +128,7 @@ class KafkaPublisher:
         except KafkaException as exc:
             failure = Delivery(False, f"producer unavailable: {exc}")
             return [failure for _ in records]
-        awaited = _Awaited(loop.create_future(), len(records))
+        awaited = AwaitedRecords(loop.create_future(), len(records))
         produced = 0
         for index, record in enumerate(records):
             try:
@@ -184,7 +184,7 @@ class KafkaPublisher:
 _ACKNOWLEDGED = Delivery(True)
 
 
-class _Awaited:
+class AwaitedRecords:
     """The delivery reports of one `publish()` call: one slot per record, one future for all.
 
     Reports arrive on the poll thread. Each takes a ticket (`next()` on a counter is atomic),
