@@ -13,26 +13,12 @@ import pytest
 
 from audit_ingest.adapters.key_admin import revoke_key
 from audit_ingest.settings import Settings
+from tests.e2e.client import find, post
 from tests.stack import KeyFactory, TopicReader
 from tests.unit.samples import seed_event
 
 pytestmark = pytest.mark.e2e
 Reader = Callable[[str], TopicReader]
-
-
-def post(
-    url: str, body: Any, key: str | None, content_type: str = "application/json", **headers: str
-) -> httpx.Response:
-    all_headers = {"content-type": content_type, **headers}
-    if key is not None:
-        all_headers["x-api-key"] = key
-    content = body if isinstance(body, bytes) else orjson.dumps(body)
-    return httpx.post(url, content=content, headers=all_headers, timeout=20)
-
-
-def find(reader: TopicReader, key: bytes, count: int) -> list[Any]:
-    messages = reader.read_until(lambda seen: sum(m.key() == key for m in seen) >= count)
-    return [m for m in messages if m.key() == key]
 
 
 def test_seed_example_lands_in_the_topic_with_cloudevent_headers(

@@ -53,14 +53,7 @@ def build_dead_letter(
     if origin is not None:
         ce_headers = tuple(
             (f"{CLOUDEVENT_PREFIX}{name}", value.encode())
-            for name, value in (
-                ("id", origin.id),
-                ("source", origin.source),
-                ("type", origin.type),
-                ("time", origin.time),
-                ("subject", origin.subject),
-            )
-            if value is not None
+            for name, value in origin.attributes().items()
         )
     headers: tuple[tuple[str, bytes], ...] = (
         (REASON, reason.encode()),

@@ -94,16 +94,6 @@ def enrich(
     if client:
         body["client"] = client
     if origin is not None:
-        body["cloudevent"] = {
-            name: value
-            for name, value in (
-                ("id", origin.id),
-                ("source", origin.source),
-                ("type", origin.type),
-                ("time", origin.time),
-                ("subject", origin.subject),
-            )
-            if value is not None
-        }
+        body["cloudevent"] = origin.attributes()
     body["processing"] = processing.as_dict()
     return body

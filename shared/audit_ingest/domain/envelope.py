@@ -15,6 +15,15 @@ class CloudEventOrigin:
     time: str | None = None
     subject: str | None = None
 
+    def attributes(self) -> dict[str, str]:
+        """The attributes that are set, by name (`id`, `source`, `type`, `time`, `subject`)."""
+        present = {"id": self.id, "source": self.source, "type": self.type}
+        if self.time is not None:
+            present["time"] = self.time
+        if self.subject is not None:
+            present["subject"] = self.subject
+        return present
+
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
