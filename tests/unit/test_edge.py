@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
+import orjson
 import pytest
 from prometheus_client import REGISTRY
 from starlette.applications import Starlette
@@ -20,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from audit_ingest.bootstrap import AuthorizeApp, IngestApp, build_app, build_authorize_app
-from audit_ingest.domain.keys import format_key
+from audit_ingest.domain.keys import format_key, hash_key
 from audit_ingest.domain.principal import Principal
 from audit_ingest.errors import (
     AuditError,
@@ -38,6 +39,7 @@ from audit_ingest.http.endpoint import serve
 from audit_ingest.http.routes import OPERATIONAL, Endpoint, Operation, resolve, resolve_authorize
 from audit_ingest.settings import Settings
 from tests.unit.fakes import FakeIdempotencyStore, FakeKeyStore, FakeLimiter, FakePublisher
+from tests.unit.samples import seed_event, stored
 
 FUNCTIONS = ("single", "batch", "authorize")
 KEY = format_key(b"\x0b" * 32)  # not in the key store: resolving it asks the store
@@ -277,3 +279,37 @@ def test_not_found_names_the_function_own_path(endpoint: Endpoint) -> None:
     with pytest.raises(NotFound) as raised:
         resolve("POST", "/v2/nothing", endpoint)
     assert raised.value.message.endswith(f"this function serves POST {endpoint.value}.")
+
+
+async def test_every_json_body_ends_with_one_newline(fn: Function) -> None:
+    """`curl` prints a body as it is: without a final newline the shell prompt runs into it.
+
+    The success answer, a problem with field errors, 401, 405, 500, `/health` and `/ready`.
+    """
+    valid = format_key(b"\x0c" * 32)
+    fn.key_store.keys[hash_key(valid)] = stored()
+    ok_body = {"single": seed_event(), "batch": {"events": [seed_event()]}}.get(fn.label, {})
+    answers = [
+        await fn.client.get("/health"),
+        await fn.client.get("/ready"),
+        await fn.client.put("/health"),
+        await post_root(fn.client),
+        await fn.client.post(
+            "/",
+            content=orjson.dumps(ok_body),
+            headers={"content-type": "application/json", "x-api-key": valid},
+        ),
+    ]
+    if fn.label != "authorize":
+        answers.append(await post_root(fn.client, **{"x-api-key": valid}))  # 400, `errors`
+    fn.app.authenticator = Raising(RuntimeError("a defect"))
+    answers.append(await post_root(fn.client))
+    statuses = sorted(response.status_code for response in answers)
+    expected = [200, 200, 202 if fn.label != "authorize" else 200, 401, 405, 500]
+    assert statuses == sorted(expected + ([400] if fn.label != "authorize" else []))
+    for response in answers:
+        assert response.headers["content-type"].endswith("json"), response.status_code
+        assert response.content.endswith(b"}\n"), (response.status_code, response.content)
+        assert not response.content.endswith(b"\n\n")
+        assert int(response.headers["content-length"]) == len(response.content)
+        response.json()  # still one JSON document

@@ -8,10 +8,13 @@ included; every status the document declares is reached by some scenario here, o
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -46,6 +49,7 @@ from tests.openapi_check import (
 from tests.unit.fakes import FakeIdempotencyStore, FakeKeyStore, FakeLimiter, FakePublisher
 from tests.unit.samples import seed_event, stored
 
+ROOT = Path(__file__).resolve().parents[2]
 SINGLE = "/v1/events"
 BATCH = "/v1/events/batch"
 JSON = "application/json"
@@ -669,6 +673,22 @@ def test_document_is_valid_openapi_3_1() -> None:
         ("get", "/ready"): "getReadiness",
         ("get", "/metrics"): "getMetrics",
     }
+
+
+def test_servers_name_the_local_stack_and_a_gateway() -> None:
+    """Swagger UI and Postman take their base URL from `servers`: the local stack's URL (the
+    port `make run` serves by default) and the gateway's, its host a variable."""
+    makefile = (ROOT / "Makefile").read_text()
+    port = re.search(r"^PORT\s*\?=\s*(\d+)\s*$", makefile, re.MULTILINE)
+    assert port, "the Makefile no longer sets a default PORT: update openapi.yaml's servers"
+    local, gateway = load_spec()["servers"]
+    assert local["url"] == f"http://127.0.0.1:{port.group(1)}"
+    assert gateway["url"] == "https://{gateway}"
+    variable = gateway["variables"]["gateway"]
+    assert variable["default"] and variable["description"]
+    for server in (local, gateway):
+        assert urlsplit(server["url"]).path == "", "paths in the document are absolute"
+        assert server["description"]
 
 
 def test_api_key_guards_exactly_the_ingest_operations() -> None:

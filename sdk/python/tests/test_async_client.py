@@ -87,3 +87,31 @@ async def test_gzip_is_applied_by_the_async_client_too(server: MockServer) -> No
     async with AsyncAuditClient("aik_test", "http://x", http_client=http, gzip=True) as client:
         await client.send(make_event(context={"blob": "z" * 2000}))
     assert server.seen[0].headers["content-encoding"] == "gzip"
+
+
+async def test_an_all_invalid_batch_gives_a_batch_result_as_the_sync_client(
+    async_client: AsyncAuditClient, server: MockServer
+) -> None:
+    server.answer(problem(400, errors=[field_error("events[0].actor.id", "type")]))
+    with pytest.raises(ValidationError) as raised:
+        await async_client.send_batch([make_event()])
+    result = raised.value.batch_result
+    assert result is not None
+    assert (result.accepted, result.rejected) == (0, 1)
+    (item,) = result.rejected_items
+    assert [(e.field, e.code) for e in item.errors] == [("actor.id", "type")]
+    assert item.idempotency_key == server.batch_keys()[0][0]
+
+
+async def test_duplicates_are_marked_as_by_the_sync_client(
+    async_client: AsyncAuditClient, server: MockServer
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        response = server.accept(request)
+        body = response.json()
+        body["events"][0]["duplicate"] = True
+        return httpx.Response(202, json=body)
+
+    server.answer(answer)
+    result = await async_client.send_batch([make_event(0), make_event(1)])
+    assert [item.duplicate for item in result.items] == [True, False]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from mock_server import MakeClient, MockServer, field_error, make_event, problem
 
@@ -81,6 +82,104 @@ def test_a_batch_without_any_valid_event_raises_validation_error(
         client.send_batch([make_event()])
     assert raised.value.errors[0].field == "events[0].actor.id"
     assert len(server.seen) == 1
+
+
+def test_a_batch_without_any_valid_event_gives_its_reasons_as_a_batch_result(
+    client: AuditClient, server: MockServer
+) -> None:
+    """The 400 carries the shape of a 202 (`batch_result`): one loop serves both answers."""
+    server.answer(
+        problem(
+            400,
+            errors=[
+                field_error("events[0].actor.id", "type"),
+                field_error("events[1]", "event_too_large"),
+                field_error("events[0].resource"),
+            ],
+        )
+    )
+    with pytest.raises(ValidationError) as raised:
+        client.send_batch([make_event(0), make_event(1)])
+    result = raised.value.batch_result
+    assert result is not None
+    (sent,) = server.batch_keys()
+    assert (result.accepted, result.rejected) == (0, 2)
+    assert [item.idempotency_key for item in result.rejected_items] == sent
+    assert [[(e.field, e.code) for e in item.errors] for item in result.rejected_items] == [
+        [("actor.id", "type"), ("resource", "required")],
+        [("", "event_too_large")],
+    ]
+    assert {item.status for item in result.items} == {"rejected"}
+    assert raised.value.errors[0].field == "events[0].actor.id"  # as before
+
+
+@pytest.mark.parametrize(
+    "errors",
+    [
+        [field_error("events", "too_short")],  # the body as a whole
+        [field_error("", "malformed_body")],
+        [field_error("events[0].actor.id")],  # event 1 has no reason: not "no event valid"
+        [field_error("events[0].actor.id"), field_error("events[7].actor.id")],  # not sent
+    ],
+)
+def test_a_400_that_does_not_name_every_event_has_no_batch_result(
+    client: AuditClient, server: MockServer, errors: list[dict[str, str]]
+) -> None:
+    server.answer(problem(400, errors=errors))
+    with pytest.raises(ValidationError) as raised:
+        client.send_batch([make_event(0), make_event(1)])
+    assert raised.value.batch_result is None
+
+
+def test_a_single_event_400_has_no_batch_result(client: AuditClient, server: MockServer) -> None:
+    server.answer(problem(400, errors=[field_error("actor.id")]))
+    with pytest.raises(ValidationError) as raised:
+        client.send(make_event())
+    assert raised.value.batch_result is None
+
+
+def test_duplicates_in_a_batch_answer_are_marked(client: AuditClient, server: MockServer) -> None:
+    """`"duplicate": true` (a retry, or a repeat of a retry key in one batch) reaches the item."""
+    server.answer(
+        httpx.Response(
+            202,
+            json={
+                "accepted": 3,
+                "rejected": 1,
+                "received_at": "2024-12-05T10:00:00.123Z",
+                "events": [
+                    {
+                        "index": 0,
+                        "event_id": "0192d4e5-0000-7000-8000-000000000001",
+                        "status": "accepted",
+                    },
+                    {
+                        "index": 1,
+                        "event_id": "0192d4e5-0000-7000-8000-000000000001",
+                        "status": "accepted",
+                        "duplicate": True,
+                    },
+                    {
+                        "index": 2,
+                        "status": "rejected",
+                        "duplicate": True,
+                        "errors": [field_error("", "idempotency_key_reused")],
+                    },
+                    {
+                        "index": 3,
+                        "event_id": "0192d4e5-0000-7000-8000-000000000002",
+                        "status": "accepted",
+                        "duplicate": "yes",
+                    },
+                ],
+            },
+        )
+    )
+    same = make_event(0, idempotency_key="k-1")
+    result = client.send_batch([same, same, make_event(2, idempotency_key="k-1"), make_event(3)])
+    assert [item.duplicate for item in result.items] == [False, True, False, False]
+    assert result.items[1].event_id == result.items[0].event_id
+    assert (result.accepted, result.rejected) == (3, 1)
 
 
 def test_a_batch_that_never_gets_through_raises(

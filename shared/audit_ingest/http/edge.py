@@ -20,14 +20,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
 from audit_ingest import metrics
 from audit_ingest.errors import AuditError, KeyStoreUnavailable, SinkUnavailable
-from audit_ingest.http.problem import internal_error_response, problem_response
+from audit_ingest.http.problem import internal_error_response, json_bytes, problem_response
 from audit_ingest.http.routes import OPERATIONAL, Operation
 from audit_ingest.logs import log_request
 from audit_ingest.settings import Settings
@@ -53,7 +52,7 @@ def request_id_of(request: Request) -> str:
 
 
 def json_response(body: object, status: int, headers: dict[str, str]) -> Response:
-    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=JSON)
+    return Response(json_bytes(body), status_code=status, headers=headers, media_type=JSON)
 
 
 class HasSettings(Protocol):

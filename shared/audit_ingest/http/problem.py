@@ -67,6 +67,12 @@ def problem_body(
     return body
 
 
+def json_bytes(body: object) -> bytes:
+    """Compact JSON ending in a newline, for every JSON and problem+json body the functions
+    write (so `curl` output does not run into the shell prompt)."""
+    return orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE)
+
+
 def problem_response(
     error: AuditError, *, instance: str, headers: dict[str, str], retry_after: int = 2
 ) -> Response:
@@ -95,7 +101,7 @@ def problem_response(
         request_id=headers.get("X-Request-Id", ""),
         errors=errors,
     )
-    return Response(orjson.dumps(body), status_code=status, headers=out, media_type=PROBLEM_JSON)
+    return Response(json_bytes(body), status_code=status, headers=out, media_type=PROBLEM_JSON)
 
 
 def internal_error_response(*, instance: str, headers: dict[str, str]) -> Response:
@@ -108,4 +114,4 @@ def internal_error_response(*, instance: str, headers: dict[str, str]) -> Respon
         instance=instance,
         request_id=headers.get("X-Request-Id", ""),
     )
-    return Response(orjson.dumps(body), status_code=500, headers=headers, media_type=PROBLEM_JSON)
+    return Response(json_bytes(body), status_code=500, headers=headers, media_type=PROBLEM_JSON)

@@ -14,7 +14,7 @@ import tenacity
 from audit_ingest_sdk._async_batcher import AsyncBatchingClient
 from audit_ingest_sdk._config import DEFAULT_TIMEOUT, ClientConfig
 from audit_ingest_sdk._delivery import BatchDelivery
-from audit_ingest_sdk._errors import AuditIngestError, error_from_transport
+from audit_ingest_sdk._errors import AuditIngestError, ValidationError, error_from_transport
 from audit_ingest_sdk._models import EventInput
 from audit_ingest_sdk._prepare import PreparedEvent, prepare_batch, prepare_event
 from audit_ingest_sdk._results import Accepted, BatchResult
@@ -110,6 +110,8 @@ class AsyncAuditClient:
         except AuditIngestError as exc:
             if not delivery.answered:
                 exc.attempts = attempts
+                if isinstance(exc, ValidationError):
+                    exc.batch_result = delivery.refused(exc)
                 raise
         return delivery.result()
 

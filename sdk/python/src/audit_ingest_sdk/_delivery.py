@@ -12,8 +12,9 @@ from typing import Any
 
 import httpx
 
+from audit_ingest_sdk._errors import ValidationError
 from audit_ingest_sdk._prepare import PreparedEvent
-from audit_ingest_sdk._results import BatchItem, BatchResult, FieldError
+from audit_ingest_sdk._results import BatchItem, BatchResult, FieldError, split_event_field
 from audit_ingest_sdk._wire import read_success
 
 RESEND_CODE = "sink_unavailable"
@@ -63,6 +64,32 @@ class BatchDelivery:
                 still_pending.append(original)
         self._pending = still_pending
 
+    def refused(self, error: ValidationError) -> BatchResult | None:
+        """The 400 of a batch in which no event was valid, as a `BatchResult`: every event
+        rejected with the errors that name it. None when the errors do not give every event
+        its own reasons (the body as a whole was refused). Only for a first attempt's 400:
+        later attempts send part of the batch, and their errors are recorded by `record`."""
+        if self.answered:
+            return None
+        per_event: dict[int, list[FieldError]] = {}
+        for field_error in error.errors:
+            split = split_event_field(field_error)
+            if split is None or split[0] >= len(self._events):
+                return None
+            per_event.setdefault(split[0], []).append(split[1])
+        if len(per_event) != len(self._events):
+            return None
+        items = tuple(
+            BatchItem(
+                index=index,
+                status="rejected",
+                idempotency_key=event.idempotency_key,
+                errors=tuple(per_event[index]),
+            )
+            for index, event in enumerate(self._events)
+        )
+        return BatchResult(accepted=0, rejected=len(items), items=items)
+
     def result(self) -> BatchResult:
         """The outcome of every event, in the order given (call once answered)."""
         items = tuple(self._items[index] for index in range(len(self._events)))
@@ -88,4 +115,5 @@ def _item(index: int, event: PreparedEvent, raw: Mapping[str, Any] | None) -> Ba
         idempotency_key=key,
         event_id=event_id if isinstance(event_id, str) else None,
         errors=errors,
+        duplicate=status == "accepted" and raw.get("duplicate") is True,
     )

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from audit_ingest_sdk._models import UTC
-from audit_ingest_sdk._results import FieldError
+from audit_ingest_sdk._results import BatchResult, FieldError
 
 
 class AuditIngestError(Exception):
@@ -65,7 +65,14 @@ class APIStatusError(AuditIngestError):
 
 
 class ValidationError(APIStatusError):
-    """400: the event or body is invalid; `errors` says which field and why."""
+    """400: the event or body is invalid; `errors` says which field and why.
+
+    From `send_batch`, a 400 means no event of the batch was valid, and `errors` name
+    `events[i].field`. `batch_result` then holds the same reasons in the shape a 202 gives
+    (a `BatchResult`, `accepted` 0, one rejected `BatchItem` per event with its own fields),
+    so one loop over `rejected_items` serves both answers; it is None for a single event and
+    when the body as a whole was refused (not JSON, no `events`, over 1000 events).
+    """
 
     def __init__(
         self,
@@ -87,6 +94,7 @@ class ValidationError(APIStatusError):
         self.errors: list[FieldError] = [
             FieldError.from_json(item) for item in (raw if isinstance(raw, list) else [])
         ]
+        self.batch_result: BatchResult | None = None
 
 
 class AuthenticationError(APIStatusError):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from audit_ingest_sdk._errors import AuditIngestError, ValidationError
 from audit_ingest_sdk._prepare import PreparedEvent
-from audit_ingest_sdk._results import BatchResult, FieldError
+from audit_ingest_sdk._results import BatchResult, FieldError, split_event_field
 
 
 @dataclass(frozen=True)
@@ -26,10 +25,6 @@ class FailedEvent:
     idempotency_key: str
     errors: tuple[FieldError, ...] = ()
     error: AuditIngestError | None = field(default=None, compare=False)
-
-
-# A batch's 400 names fields `events[3].actor.id`.
-_EVENT_FIELD = re.compile(r"^events\[(\d+)\]\.?(.*)$")
 
 
 def failures_from_result(events: Sequence[PreparedEvent], result: BatchResult) -> list[FailedEvent]:
@@ -52,10 +47,9 @@ def failures_from_error(
     per_event: dict[int, list[FieldError]] = {}
     if isinstance(error, ValidationError):
         for field_error in error.errors:
-            match = _EVENT_FIELD.match(field_error.field)
-            if match:
-                index = int(match.group(1))
-                local = FieldError(match.group(2), field_error.message, field_error.code)
+            split = split_event_field(field_error)
+            if split is not None:
+                index, local = split
                 per_event.setdefault(index, []).append(local)
     return [
         FailedEvent(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,19 @@ class FieldError:
         )
 
 
+# A batch's 400 names fields `events[3].actor.id` (`events[3]` for the whole event).
+_EVENT_FIELD = re.compile(r"^events\[(\d+)\]\.?(.*)$")
+
+
+def split_event_field(error: FieldError) -> tuple[int, FieldError] | None:
+    """`events[3].actor.id` in a batch's 400 -> (3, the error on `actor.id`); None when the
+    error does not name one event (the body or the `events` list as a whole)."""
+    match = _EVENT_FIELD.match(error.field)
+    if match is None:
+        return None
+    return int(match.group(1)), FieldError(match.group(2), error.message, error.code)
+
+
 @dataclass(frozen=True)
 class Accepted:
     """`202` for one event: it is durably stored under `event_id` (a UUIDv7)."""
@@ -42,13 +56,19 @@ class Accepted:
 
 @dataclass(frozen=True)
 class BatchItem:
-    """The outcome of one event of a batch, at its position (`index`) in what was sent."""
+    """The outcome of one event of a batch, at its position (`index`) in what was sent.
+
+    `duplicate` is True for an accepted event of which nothing new was stored: it repeats an
+    event stored earlier under the same idempotency key (a retry), or an earlier event of the
+    same batch with the same key and content. `event_id` is then that event's.
+    """
 
     index: int
     status: str
     idempotency_key: str
     event_id: str | None = None
     errors: tuple[FieldError, ...] = ()
+    duplicate: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -58,9 +78,11 @@ class BatchItem:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """`202` for a batch: how many events were stored and refused, and each one's outcome.
+    """A batch's outcome: how many events were stored and refused, and each one's outcome.
 
-    `items` follow the order of the events given to `send_batch`.
+    `items` follow the order of the events given to `send_batch`. `accepted` counts the
+    duplicates too (they are stored, once). A 202 gives one; so does a 400 in which no event
+    was valid, as `ValidationError.batch_result` (`accepted` 0).
     """
 
     accepted: int
