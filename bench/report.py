@@ -225,7 +225,7 @@ def targets(s: dict[str, Any]) -> list[dict[str, Any]]:
         ("R_kafka (batch of 100)", ">= 0.25", _m(s, "R_kafka_batch100"), 0.25, "ge"),
         ("Delta-L", "<= 5 ms", _m(s, "delta_L_ms"), 5.0, "le"),
         (
-            "cores for 5,000 single req/s (function)",
+            "cores for 5,000 single req/s (function; computed from CPU per event, not run)",
             "<= 2",
             s["cores_for_5000_single_rps"]["function"],
             2.0,
