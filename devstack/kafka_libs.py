@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import re
 import shutil
 import subprocess
 import time
@@ -26,6 +27,13 @@ log = logging.getLogger(__name__)
 POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
 STAMP = "devstack-libs.json"
 MVN_TIMEOUT_S = 900.0
+HEARTBEAT_S = 15.0
+
+
+def kafka_version(pom: Path = POM) -> str:
+    """The Kafka release the pom fetches (its `kafka.version` property), or "" if absent."""
+    found = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom.read_text())
+    return found.group(1).strip() if found else ""
 
 
 def pom_sha256(pom: Path = POM) -> str:
@@ -55,6 +63,35 @@ def _mvn() -> Path:
     return found
 
 
+def run_with_heartbeat(
+    argv: list[str],
+    *,
+    what: str,
+    timeout: float = MVN_TIMEOUT_S,
+    heartbeat: float = HEARTBEAT_S,
+) -> tuple[int, str]:
+    """Run `argv` to completion (exit code, output), logging "still <what>" every `heartbeat`
+    seconds so a long silent download shows it is alive."""
+    started = time.monotonic()
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True
+    ) as process:
+        while True:
+            try:
+                output, _ = process.communicate(timeout=heartbeat)
+            except subprocess.TimeoutExpired:
+                elapsed = time.monotonic() - started
+                if elapsed >= timeout:
+                    process.kill()
+                    process.communicate()
+                    raise ToolMissingError(
+                        f"{Path(argv[0]).name} timed out after {timeout:.0f}s {what}"
+                    ) from None
+                log.info("still %s (%.0f s so far)…", what, elapsed)
+            else:
+                return process.returncode, output
+
+
 def _fetch(scratch: Path, pom: Path) -> None:
     argv = [
         str(_mvn()),
@@ -65,18 +102,12 @@ def _fetch(scratch: Path, pom: Path) -> None:
         "dependency:copy-dependencies",
         f"-DoutputDirectory={scratch}",
     ]
-    try:
-        result = subprocess.run(
-            argv, capture_output=True, text=True, timeout=MVN_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ToolMissingError(f"mvn timed out after {exc.timeout}s fetching Kafka jars") from exc
+    returncode, output = run_with_heartbeat(argv, what="fetching the Kafka jars")
     jars = sorted(p.name for p in scratch.glob("*.jar"))
-    if result.returncode != 0 or not any(j.startswith("kafka_2.13-") for j in jars):
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
+    if returncode != 0 or not any(j.startswith("kafka_2.13-") for j in jars):
+        tail = "\n".join(output.splitlines()[-30:])
         raise ToolMissingError(
-            f"could not fetch the Kafka jars from Maven Central (mvn exit "
-            f"{result.returncode}):\n{tail}"
+            f"could not fetch the Kafka jars from Maven Central (mvn exit {returncode}):\n{tail}"
         )
     stamp = {"pom_sha256": pom_sha256(pom), "jars": jars}
     (scratch / STAMP).write_text(json.dumps(stamp, indent=1) + "\n")
@@ -96,7 +127,12 @@ def ensure_kafka_libs(dest: Path, pom: Path = POM) -> Path:
         scratch = dest.parent / f".{dest.name}.fetching"
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir()
-        log.info("fetching Kafka jars with Maven into %s (first run only)", dest)
+        log.info(
+            "kafka: fetching Kafka %s jars with Maven into %s "
+            "(first run only; a minute or two on a fresh Maven cache)…",
+            kafka_version(pom) or "broker",
+            dest,
+        )
         started = time.monotonic()
         try:
             _fetch(scratch, pom)
@@ -105,7 +141,7 @@ def ensure_kafka_libs(dest: Path, pom: Path = POM) -> Path:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         log.info(
-            "fetched %d Kafka jars in %.1fs",
+            "kafka: fetched %d jars in %.1f s",
             len(list(dest.glob("*.jar"))),
             time.monotonic() - started,
         )

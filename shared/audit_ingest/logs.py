@@ -3,17 +3,24 @@
 Every request is logged once by `audit_ingest.access` with its request id, tenant, endpoint,
 status, duration and event counts. API keys are never logged: nothing in the library passes
 one to a logger (a test drives traffic and searches the logs for every issued key).
+
+librdkafka's own log lines (`%4|…|GETPID|…` on stderr by default) come through `KafkaLog`,
+which the Kafka producer is given as confluent-kafka's `logger`: they land in the same JSON log
+under `audit_ingest.librdkafka`, with a plain message, and the warnings librdkafka raises for
+a transient state it retries through by itself are logged at INFO.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 ACCESS = logging.getLogger("audit_ingest.access")
+LIBRDKAFKA = logging.getLogger("audit_ingest.librdkafka")
 _configured = False
 
 
@@ -41,3 +48,68 @@ def configure_logging(level: str) -> None:
 def log_request(fields: dict[str, Any]) -> None:
     """The access log line of one request (fields: request_id, endpoint, status, ...)."""
     ACCESS.info("request", extra=fields)
+
+
+# librdkafka logs with syslog levels; confluent-kafka maps them before it calls `logger.log`
+# (0-2 CRITICAL, 3 ERROR, 4 WARNING, 5-6 INFO, 7 DEBUG: its `log_cb`), so `KafkaLog` receives
+# logging levels.
+
+# (facility, words in librdkafka's message, level, plain message): states librdkafka reports
+# as warnings but retries through by itself, e.g. the first request to a fresh broker while it
+# loads the transaction coordinator (the idempotent producer asks it for a producer id; a
+# broker restarted on its old data loads it again).
+_TRANSIENT: tuple[tuple[str, str, int, str], ...] = (
+    (
+        "GETPID",
+        "Coordinator load in progress",
+        logging.INFO,
+        "waiting for a producer id: the broker is still loading its transaction coordinator "
+        "(normal just after a broker starts; librdkafka retries)",
+    ),
+    (
+        "GETPID",
+        "Coordinator not available",
+        logging.INFO,
+        "waiting for a producer id: no transaction coordinator is available yet "
+        "(normal just after a broker starts; librdkafka retries)",
+    ),
+)
+_THREAD_PREFIX = re.compile(r"^\[thrd:[^\]]*\]:\s*")
+
+
+def librdkafka_record(level: int, facility: str, text: str) -> tuple[int, str]:
+    """The level and the plain message of one librdkafka log line.
+
+    `level` is a logging level (confluent-kafka maps syslog's); a known transient warning is
+    lowered to INFO and explained, any other line keeps its level and loses only the
+    `[thrd:…]: ` prefix.
+    """
+    for known_facility, words, lowered, message in _TRANSIENT:
+        if facility == known_facility and words in text:
+            return min(level, lowered), message
+    return level, _THREAD_PREFIX.sub("", text)
+
+
+class KafkaLog:
+    """What confluent-kafka's `logger` setting needs: an object with `log(level, msg, *args)`.
+
+    confluent-kafka calls `log(level, "%s [%s] %s", facility, client_name, message)` from the
+    thread serving `poll()`; the line goes to `logger` with the facility, client and raw text
+    as fields (`kafka_facility`, `kafka_client`, `kafka_detail`).
+    """
+
+    def __init__(self, logger: logging.Logger = LIBRDKAFKA) -> None:
+        self.logger = logger
+
+    def log(self, level: int, msg: str, *args: Any) -> None:
+        if len(args) != 3:  # not librdkafka's shape: pass it on as it came
+            self.logger.log(level, msg, *args)
+            return
+        facility, client, text = (str(arg) for arg in args)
+        level, message = librdkafka_record(level, facility, text)
+        if self.logger.isEnabledFor(level):
+            self.logger.log(
+                level,
+                message,
+                extra={"kafka_facility": facility, "kafka_client": client, "kafka_detail": text},
+            )

@@ -11,6 +11,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -24,7 +25,12 @@ if str(REPO) not in sys.path:  # devstack lives at the repo root and is not in t
     sys.path.insert(0, str(REPO))
 
 from devstack import LocalStack, PortInUseError, StackPorts  # noqa: E402
+from devstack.provision import DEMO_TENANT, demo_key, stack_settings  # noqa: E402
 from devstack.redis_server import RedisService  # noqa: E402
+
+from audit_ingest.adapters.key_admin import revoke_key, rotate_key  # noqa: E402
+from audit_ingest.adapters.migrations import migrate  # noqa: E402
+from audit_ingest.domain.keys import format_key, hash_key  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -198,3 +204,60 @@ def test_busy_port_names_service_and_port(stack_root: Path) -> None:
             mp.delenv("REDIS_URL", raising=False)
             with pytest.raises(PortInUseError, match=rf"redis: port 127\.0\.0\.1:{port} "):
                 service.start()
+
+
+def _key_row(database_url: str, secret: str) -> tuple[str, bool] | None:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "select tenant_id::text, is_active from api_keys where key_hash = %s",
+            (hash_key(secret),),
+        ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def test_demo_key_is_kept_across_restarts_and_replaced_only_when_unusable(
+    stack: LocalStack, stack_root: Path
+) -> None:
+    """`make run`'s demo key: kept in a 0600 file, reused while valid, never revoked by it."""
+    database_url = stack.env["DATABASE_URL"]
+    migrate(database_url)
+    settings = stack_settings(stack.env)
+    key_file = stack_root / "demo-key"
+    legacy = stack_root / "demo-key.id"
+    legacy.write_text(f"{uuid.uuid4()}\n")  # what earlier versions kept
+
+    first = demo_key(settings, key_file)
+    assert first.new_because == "none was kept yet"
+    assert key_file.read_text() == first.secret + "\n"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert not legacy.exists()
+    assert _key_row(database_url, first.secret) == (str(DEMO_TENANT), True)
+    assert first.secret not in repr(first)
+
+    key_file.chmod(0o644)  # loosened by hand: put back
+    again = demo_key(settings, key_file)
+    assert (again.secret, again.key_id, again.new_because) == (first.secret, first.key_id, None)
+    assert key_file.stat().st_mode & 0o777 == 0o600
+
+    assert revoke_key(database_url, uuid.UUID(first.key_id))
+    after_revoke = demo_key(settings, key_file)
+    assert after_revoke.secret != first.secret
+    assert after_revoke.new_because is not None
+    assert first.key_id in after_revoke.new_because
+    assert "revoked" in after_revoke.new_because
+    assert key_file.read_text() == after_revoke.secret + "\n"
+
+    rotate_key(database_url, uuid.UUID(after_revoke.key_id), grace=timedelta(0))
+    after_expiry = demo_key(settings, key_file)
+    assert after_expiry.new_because is not None and "expired" in after_expiry.new_because
+    # Nothing was revoked on the way: the expired key is still active, only past its expiry.
+    assert _key_row(database_url, after_revoke.secret) == (str(DEMO_TENANT), True)
+
+    key_file.write_text(format_key(os.urandom(32)) + "\n")  # well formed, never stored
+    unknown = demo_key(settings, key_file)
+    assert unknown.new_because == "the kept one is not in this database"
+
+    key_file.write_text("not a key\n")
+    garbled = demo_key(settings, key_file)
+    assert garbled.new_because == f"{key_file} is not a key"
+    assert demo_key(settings, key_file).new_because is None

@@ -28,6 +28,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from audit_ingest.domain.records import KafkaRecord
+from audit_ingest.logs import KafkaLog
 from audit_ingest.metrics import KAFKA_DELIVERY_SECONDS
 from audit_ingest.ports import Delivery
 
@@ -58,6 +59,8 @@ class KafkaPublisher:
     def __init__(self, config: dict[str, Any], *, poll_interval: float = 0.05) -> None:
         self._config = dict(config)
         self._config.setdefault("error_cb", self._on_error)
+        # librdkafka's own lines into the JSON log (served by the poll thread), not raw stderr.
+        self._config.setdefault("logger", KafkaLog())
         self._poll_interval = poll_interval
         self._lock = threading.Lock()
         self._producer: Producer | None = None
