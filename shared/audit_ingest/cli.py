@@ -11,7 +11,7 @@ import os
 import sys
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -32,7 +32,8 @@ from audit_ingest.adapters.key_admin import (
 from audit_ingest.adapters.migrations import migrate
 from audit_ingest.domain.dead_letters import DeadLetter
 from audit_ingest.domain.keys import DEFAULT_RATE_LIMIT, DEFAULT_SCOPES
-from audit_ingest.domain.timestamps import parse_rfc3339
+from audit_ingest.domain.ratelimit import WINDOW_SECONDS
+from audit_ingest.domain.timestamps import format_rfc3339_ms, parse_rfc3339
 from audit_ingest.ops import dlq as dlq_ops
 from audit_ingest.ops import replay as replay_ops
 from audit_ingest.ops.kafka_client import client_config
@@ -42,6 +43,10 @@ from audit_ingest.settings import Settings
 
 DEFAULT_ENV_FILE = Path(".dev/stack.env")
 _ENV_FILE = "audit_ingest.env_file"
+
+# The topics' retention, as knative/base/topics/topics.yaml sets it (a test holds them equal).
+EVENTS_RETENTION_MS = 7 * 24 * 3600 * 1000
+DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000
 
 
 @click.group()
@@ -87,7 +92,20 @@ def topics() -> None:
     default=None,
     help="Default: replication factor - 1 (at least 1).",
 )
-@click.option("--retention-ms", type=int, default=7 * 24 * 3600 * 1000, show_default=True)
+@click.option(
+    "--retention-ms",
+    type=click.IntRange(1),
+    default=EVENTS_RETENTION_MS,
+    show_default=True,
+    help="The events topic's retention (7 days: time for consumers to catch up).",
+)
+@click.option(
+    "--dlq-retention-ms",
+    type=click.IntRange(1),
+    default=DLQ_RETENTION_MS,
+    show_default=True,
+    help="The dead-letter topic's retention (30 days: records an operator must look at).",
+)
 @click.pass_context
 def topics_create(
     ctx: click.Context,
@@ -95,6 +113,7 @@ def topics_create(
     replication_factor: int,
     min_insync_replicas: int | None,
     retention_ms: int,
+    dlq_retention_ms: int,
 ) -> None:
     """Create the events topic and the dead-letter topic (no-op when they exist)."""
     settings = _settings(ctx)
@@ -102,12 +121,21 @@ def topics_create(
     config = {
         "min.insync.replicas": str(insync),
         "unclean.leader.election.enable": "false",
-        "retention.ms": str(retention_ms),
         "compression.type": "producer",
     }
     specs = [
-        TopicSpec(settings.kafka_topic, partitions, replication_factor, config),
-        TopicSpec(settings.kafka_dlq_topic, partitions, replication_factor, config),
+        TopicSpec(
+            settings.kafka_topic,
+            partitions,
+            replication_factor,
+            {**config, "retention.ms": str(retention_ms)},
+        ),
+        TopicSpec(
+            settings.kafka_dlq_topic,
+            partitions,
+            replication_factor,
+            {**config, "retention.ms": str(dlq_retention_ms)},
+        ),
     ]
     for name, state in create_topics(client_config(settings), specs).items():
         click.echo(f"{name}: {state}")
@@ -120,8 +148,20 @@ def events() -> None:
 
 @events.command("tail")
 @click.option("--dlq", is_flag=True, help="Read the dead-letter topic instead.")
-@click.option("--from-beginning", is_flag=True, help="Start at the oldest record.")
-@click.option("--max", "limit", type=click.IntRange(1), default=20, show_default=True)
+@click.option(
+    "--from-beginning",
+    is_flag=True,
+    help="Start with the records already stored, oldest first by record timestamp across "
+    "all partitions; then new ones as they arrive.",
+)
+@click.option(
+    "--max",
+    "limit",
+    type=click.IntRange(1),
+    default=20,
+    show_default=True,
+    help="Print at most this many records, then stop.",
+)
 @click.option(
     "--idle",
     type=float,
@@ -133,7 +173,14 @@ def events() -> None:
 def events_tail(
     ctx: click.Context, dlq: bool, from_beginning: bool, limit: int, idle: float
 ) -> None:
-    """Print records (key, headers, value) as they are stored."""
+    """Print records (key, headers, value) as they are stored.
+
+    Without --from-beginning: records stored from now on, in the order they arrive. With it:
+    the records stored when the command starts, ordered by record timestamp across the
+    topic's partitions (each partition is read in offset order and merged, so `--max 1` is
+    the oldest record of the topic), then records stored since, as they arrive. At most --max
+    records of each partition are held in memory.
+    """
     settings = _settings(ctx)
     topic = settings.kafka_dlq_topic if dlq else settings.kafka_topic
     for record in read_records(
@@ -144,9 +191,19 @@ def events_tail(
         idle_seconds=idle,
     ):
         headers = {name: value.decode(errors="replace") for name, value in record.headers}
-        click.echo(f"# {topic}[{record.partition}]@{record.offset} key={record.key!r}")
+        when = _record_time(record.timestamp_ms)
+        click.echo(f"# {topic}[{record.partition}]@{record.offset} time={when} key={record.key!r}")
         click.echo(f"# headers {orjson.dumps(headers).decode()}")
         click.echo(record.value.decode(errors="replace"))
+
+
+def _record_time(stamp_ms: int | None) -> str:
+    if stamp_ms is None:
+        return "-"
+    try:
+        return format_rfc3339_ms(datetime.fromtimestamp(stamp_ms / 1000, UTC))
+    except (OverflowError, OSError, ValueError):
+        return f"{stamp_ms}ms"
 
 
 @main.group()
@@ -230,33 +287,62 @@ def keys_create(
 
 
 @keys.command("list")
-@click.option("--tenant", "tenant_id", type=click.UUID, default=None)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--tenant", "tenant_id", type=click.UUID, default=None, help="Only this tenant.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array of objects.")
 @click.pass_context
 def keys_list(ctx: click.Context, tenant_id: uuid.UUID | None, as_json: bool) -> None:
-    """List keys (never their secrets)."""
+    """List keys (never their secrets), oldest first.
+
+    STATUS: active; expired (its EXPIRES_AT has passed, such as at the end of `keys rotate`'s
+    grace period: requests get 403 "expired"); or revoked (403 "revoked"). EXPIRES_AT is `-`
+    for a key without an expiry. --json prints the same fields (and `is_active`, `scopes`,
+    `created_at`) as one JSON array.
+    """
     rows = list_keys(_settings(ctx).database_url.get_secret_value(), tenant_id)
-    for stored, (created_at, last_used_at) in rows:
-        item = {
-            "id": stored.id,
-            "tenant_id": stored.tenant_id,
-            "name": stored.name,
-            "scopes": list(stored.scopes),
-            "rate_limit": stored.rate_limit,
-            "is_active": stored.is_active,
-            "expires_at": stored.expires_at.isoformat() if stored.expires_at else None,
-            "created_at": created_at.isoformat(),
-            "last_used_at": last_used_at.isoformat() if last_used_at else None,
-        }
-        if as_json:
-            sys.stdout.write(orjson.dumps(item).decode() + "\n")
-        else:
-            state = "active" if stored.is_active else "revoked"
-            click.echo(
-                f"{stored.id}  tenant={stored.tenant_id}  {state:<7}  "
-                f"limit={stored.rate_limit}/min  name={stored.name or '-'}  "
-                f"last_used={item['last_used_at'] or '-'}"
-            )
+    if as_json:
+        document = [
+            {
+                "id": row.stored.id,
+                "tenant_id": row.stored.tenant_id,
+                "name": row.stored.name,
+                "scopes": list(row.stored.scopes),
+                "rate_limit": row.stored.rate_limit,
+                "status": row.status,
+                "is_active": row.stored.is_active,
+                "expires_at": _iso(row.stored.expires_at),
+                "created_at": row.created_at.isoformat(),
+                "last_used_at": _iso(row.last_used_at),
+            }
+            for row in rows
+        ]
+        sys.stdout.write(orjson.dumps(document).decode() + "\n")
+        return
+    if not rows:
+        click.echo("no keys" + (f" for tenant {tenant_id}" if tenant_id else ""))
+        return
+    table = [
+        (
+            row.stored.id,
+            row.stored.tenant_id,
+            row.status,
+            _ms(row.stored.expires_at),
+            str(row.stored.rate_limit),
+            _ms(row.last_used_at),
+            row.stored.name or "-",
+        )
+        for row in rows
+    ]
+    header = ("ID", "TENANT", "STATUS", "EXPIRES_AT", "LIMIT/MIN", "LAST_USED_AT", "NAME")
+    for line in dlq_ops.render_table(header, table):
+        click.echo(line)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _ms(moment: datetime | None) -> str:
+    return format_rfc3339_ms(moment) if moment is not None else "-"
 
 
 @keys.command("set-rate-limit")
@@ -264,10 +350,43 @@ def keys_list(ctx: click.Context, tenant_id: uuid.UUID | None, as_json: bool) ->
 @click.argument("rate_limit", type=click.IntRange(1, 10_000_000))
 @click.pass_context
 def keys_set_rate_limit(ctx: click.Context, key_id: uuid.UUID, rate_limit: int) -> None:
-    """Change a key's requests per minute (applies within the key cache TTL, <= 60 s)."""
-    if not set_rate_limit(_settings(ctx).database_url.get_secret_value(), key_id, rate_limit):
+    """Change a key's requests per minute.
+
+    Not at once: each function process and `authorize` keeps its cached copy of the key for
+    KEY_CACHE_TTL_SECONDS, and counts the key's requests against the old limit until that copy
+    expires. Behind APISIX (AUTH_MODE=gateway), limit-count takes the new quota from
+    `authorize` and applies it from the key's next 60 s window. The command prints the time
+    by which the new limit applies.
+    """
+    settings = _settings(ctx)
+    previous = set_rate_limit(settings.database_url.get_secret_value(), key_id, rate_limit)
+    if previous is None:
         raise click.ClickException(f"no key with id {key_id}")
-    click.echo(f"{key_id}: {rate_limit} requests per minute")
+    click.echo(f"{key_id}: {rate_limit} requests per minute (was {previous})")
+    if previous == rate_limit:
+        return
+    ttl = settings.key_cache_ttl_seconds
+    cached_until = datetime.now(UTC) + timedelta(seconds=ttl)
+    gateway_until = cached_until + timedelta(seconds=WINDOW_SECONDS)
+    click.echo(
+        f"Applies by {_utc(cached_until)} at the latest: until then, processes that cached the "
+        f"key (the functions in inline mode, `authorize` in gateway mode; "
+        f"KEY_CACHE_TTL_SECONDS = {ttl:g} s as this command reads it) count its requests "
+        f"against {previous}/min.",
+        err=True,
+    )
+    click.echo(
+        f"Behind APISIX, limit-count applies it from the key's next {WINDOW_SECONDS} s window: "
+        f"by {_utc(gateway_until)} at the latest.",
+        err=True,
+    )
+
+
+def _utc(moment: datetime) -> str:
+    """RFC 3339 in UTC, rounded up to the whole second (a deadline is never shown early)."""
+    if moment.microsecond:
+        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @keys.command("revoke")
@@ -513,31 +632,37 @@ def dlq_replay(
         [(r or "-", t or "-", str(n)) for r, t, n in selection.counts],
     ):
         click.echo("  " + line)
-    if not dry_run and not yes:
-        click.confirm(f"Replay them to {settings.kafka_topic}?", abort=True)
-    label = "checking" if dry_run else "replaying"
+    if dry_run:
+        report = _check(settings, letters)
+        _print_problems(report)
+        click.echo(f"dry run: {_dry_summary(report)}")
+        return
+    if not yes:
+        # Ask only about records that would be written: check first (as --dry-run does).
+        check = _check(settings, letters)
+        writable = check.count("would_replay")
+        if not writable:
+            _print_problems(check)
+            click.echo(f"nothing to replay: {_dry_summary(check)}")
+            if missing:
+                raise click.exceptions.Exit(1)
+            return
+        question = (
+            f"{writable} of {len(letters)} record(s) would be written to {settings.kafka_topic} "
+            f"({_dry_summary(check)})"
+        )
+        if sys.stdin is None or not sys.stdin.isatty():
+            raise click.ClickException(
+                f"{question}; stdin is not a terminal, so nobody can confirm: pass --yes to "
+                "replay without asking (--dry-run to only check)"
+            )
+        click.confirm(f"{question}. Replay?", abort=True)
     try:
-        with click.progressbar(length=len(letters), label=label, file=sys.stderr) as bar:
-            if dry_run:
-                report = asyncio.run(replay_ops.dry_run(settings, letters, lambda _: bar.update(1)))
-            else:
-                report = asyncio.run(_replay(settings, letters, lambda _: bar.update(1)))
+        with click.progressbar(length=len(letters), label="replaying", file=sys.stderr) as bar:
+            report = asyncio.run(_replay(settings, letters, lambda _: bar.update(1)))
     except replay_ops.ReplayAborted as exc:
         raise click.ClickException(str(exc)) from None
-    for result in report.results:
-        if result.status in ("still_invalid", "failed"):
-            state = result.status.replace("_", " ")
-            click.echo(
-                f"{result.letter.position}  {state}: {result.detail}  "
-                f"(tenant {result.letter.tenant_id or '-'}, reason {result.letter.reason or '-'})"
-            )
-    if dry_run:
-        click.echo(
-            f"dry run: would replay {report.count('would_replay')}, "
-            f"already replayed {report.count('already_replayed')}, "
-            f"still invalid {report.count('still_invalid')}"
-        )
-        return
+    _print_problems(report)
     not_reached = len(letters) - len(report.results)
     click.echo(
         f"replayed {report.count('replayed')}, "
@@ -549,6 +674,33 @@ def dlq_replay(
         raise click.ClickException(f"stopped: {report.aborted}")
     if report.count("failed") or missing:
         raise click.exceptions.Exit(1)
+
+
+def _check(settings: Settings, letters: list[DeadLetter]) -> replay_ops.ReplayReport:
+    """What replaying would do (nothing is written), with a progress bar on stderr."""
+    try:
+        with click.progressbar(length=len(letters), label="checking", file=sys.stderr) as bar:
+            return asyncio.run(replay_ops.dry_run(settings, letters, lambda _: bar.update(1)))
+    except replay_ops.ReplayAborted as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _dry_summary(report: replay_ops.ReplayReport) -> str:
+    return (
+        f"would replay {report.count('would_replay')}, "
+        f"already replayed {report.count('already_replayed')}, "
+        f"still invalid {report.count('still_invalid')}"
+    )
+
+
+def _print_problems(report: replay_ops.ReplayReport) -> None:
+    for result in report.results:
+        if result.status in ("still_invalid", "failed"):
+            state = result.status.replace("_", " ")
+            click.echo(
+                f"{result.letter.position}  {state}: {result.detail}  "
+                f"(tenant {result.letter.tenant_id or '-'}, reason {result.letter.reason or '-'})"
+            )
 
 
 async def _replay(

@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 from tools.check_deploy import ensure_kustomize
 
+from audit_ingest.cli import DLQ_RETENTION_MS, EVENTS_RETENTION_MS
 from audit_ingest.settings import Settings
 from tests.stack import REPO
 
@@ -182,6 +183,13 @@ def test_topics(overlay: str) -> None:
         assert spec["replicationFactor"] == 3
         assert spec["additionalConfig"]["min.insync.replicas"] == "2"
         assert int(spec["additionalConfig"]["retention.ms"]) > 0
+    # `audit-ingest topics create` (clusters without the operator) makes the same topics.
+    assert int(topics[config["KAFKA_TOPIC"]]["additionalConfig"]["retention.ms"]) == (
+        EVENTS_RETENTION_MS
+    )
+    assert int(topics[config["KAFKA_DLQ_TOPIC"]]["additionalConfig"]["retention.ms"]) == (
+        DLQ_RETENTION_MS
+    )
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

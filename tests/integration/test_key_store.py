@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from devstack.ports import free_ports
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from audit_ingest.adapters.key_admin import list_keys, revoke_key
 from audit_ingest.adapters.migrations import migrate
@@ -66,26 +68,71 @@ async def test_find_returns_the_key_and_stamps_last_used(
     finally:
         await store.close()
     rows = list_keys(conninfo(settings), uuid.UUID(issued.stored.tenant_id))
-    ((_, (_, last_used_at)),) = rows
-    assert last_used_at is not None
-    assert datetime.now(UTC) - last_used_at < timedelta(minutes=1)
+    (listed,) = rows
+    assert listed.last_used_at is not None and listed.status == "active"
+    assert datetime.now(UTC) - listed.last_used_at < timedelta(minutes=1)
 
 
-async def test_revoked_and_expired_keys_come_back_as_such(
+def last_used(settings: Settings, key_id: str) -> datetime | None:
+    with psycopg.connect(conninfo(settings)) as conn:
+        row = conn.execute("SELECT last_used_at FROM api_keys WHERE id = %s", (key_id,)).fetchone()
+    assert row is not None
+    value = row[0]
+    assert value is None or isinstance(value, datetime)
+    return value
+
+
+async def test_revoked_and_expired_keys_come_back_as_such_and_are_not_stamped(
     settings: Settings, issue_key: KeyFactory
 ) -> None:
     revoked = issue_key()
     assert revoke_key(conninfo(settings), uuid.UUID(revoked.stored.id))
     assert not revoke_key(conninfo(settings), uuid.uuid4())
     expired = issue_key(expires_at=datetime.now(UTC) - timedelta(days=1))
+    usable = issue_key(expires_at=datetime.now(UTC) + timedelta(days=1))
     store = PostgresKeyStore(conninfo(settings))
     try:
         found = await store.find(hash_key(revoked.secret))
         assert found is not None and not found.is_active
         old = await store.find(hash_key(expired.secret))
         assert old is not None and old.expires_at is not None
+        by_id = await store.find_by_id(revoked.stored.id)
+        assert by_id is not None and not by_id.is_active
+        assert await store.find_by_id(expired.stored.id) is not None
+        assert await store.find(hash_key(usable.secret)) is not None
     finally:
         await store.close()
+    # A request refused as revoked or expired is not a use of the key.
+    assert last_used(settings, revoked.stored.id) is None
+    assert last_used(settings, expired.stored.id) is None
+    assert last_used(settings, usable.stored.id) is not None
+
+
+async def test_a_read_only_server_is_only_read(settings: Settings, issue_key: KeyFactory) -> None:
+    """A read replica (here: a role whose sessions are read-only, as on a hot standby) serves
+    lookups; last_used_at is left alone there."""
+    role = f"replica_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(conninfo(settings), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT SELECT, UPDATE ON api_keys TO {}").format(sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(
+                sql.Identifier(role)
+            )
+        )
+    issued = issue_key()
+    store = PostgresKeyStore(make_conninfo(conninfo(settings), user=role))
+    try:
+        found = await store.find(hash_key(issued.secret))
+        assert found is not None and found.id == issued.stored.id
+        by_id = await store.find_by_id(issued.stored.id)
+        assert by_id is not None and by_id.tenant_id == issued.stored.tenant_id
+    finally:
+        await store.close()
+        with psycopg.connect(conninfo(settings), autocommit=True) as conn:
+            conn.execute(sql.SQL("REVOKE ALL ON api_keys FROM {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    assert last_used(settings, issued.stored.id) is None
 
 
 async def test_database_down_is_unavailable_quickly() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
 import shutil
 import subprocess
 import sys
@@ -71,6 +72,32 @@ def cli(
             f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
         )
     return result
+
+
+def cli_at_terminal(env: dict[str, str], *args: str, answer: str, cwd: Path) -> tuple[int, str]:
+    """Run with a terminal as stdin, typing `answer`; the exit status and all output."""
+    executable = shutil.which("audit-ingest", path=str(Path(sys.executable).parent))
+    assert executable
+    base = {k: v for k, v in os.environ.items() if k != "INGEST_URL"}
+    controller, terminal = pty.openpty()
+    try:
+        os.write(controller, answer.encode() + b"\n")  # held by the terminal until read
+        process = subprocess.Popen(
+            [executable, *args],
+            env={**base, **env},
+            cwd=cwd,
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        os.close(terminal)
+        terminal = -1
+        output, _ = process.communicate(timeout=120)
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+    return process.returncode, output.decode(errors="replace")
 
 
 @pytest.fixture(scope="module")
@@ -163,9 +190,10 @@ def test_rotate_keeps_the_old_key_for_the_grace_period_then_refuses_it(
     assert post(ingest.url, old.secret).status_code == 202
 
     listed = cli(stack_env, "keys", "list", "--tenant", old.stored.tenant_id, "--json", cwd=workdir)
-    rows = {row["id"]: row for row in map(orjson.loads, listed.stdout.splitlines())}
+    rows = {row["id"]: row for row in orjson.loads(listed.stdout)}
     assert len(rows) == 3 and all(row["is_active"] for row in rows.values())
     assert rows[new["id"]]["expires_at"] is not None
+    assert rows[new["id"]]["status"] == "expired" and rows[old.stored.id]["status"] == "active"
 
 
 def test_rotate_refuses_unknown_and_revoked_keys(
@@ -181,6 +209,39 @@ def test_rotate_refuses_unknown_and_revoked_keys(
         stack_env, "keys", "rotate", issued.stored.id, "--grace", "soon", check=False, cwd=workdir
     )
     assert bad.returncode == 2 and "duration" in bad.stderr
+
+
+# -- keys set-rate-limit ----------------------------------------------------------------------
+
+
+def test_set_rate_limit_says_when_it_applies_and_it_does(
+    stack_env: dict[str, str], issue_key: KeyFactory, ingest: FunctionProcess, workdir: Path
+) -> None:
+    issued = issue_key(rate_limit=1000)
+    first = post(ingest.url, issued.secret)
+    assert first.status_code == 202 and first.headers["x-ratelimit-limit"] == "1000"
+
+    # The function caches keys for CACHE_TTL seconds: the command reads the same setting.
+    env = {**stack_env, "KEY_CACHE_TTL_SECONDS": str(CACHE_TTL)}
+    changed = cli(env, "keys", "set-rate-limit", issued.stored.id, "1500", cwd=workdir)
+    assert changed.stdout == f"{issued.stored.id}: 1500 requests per minute (was 1000)\n"
+    notice = " ".join(changed.stderr.split())
+    assert f"KEY_CACHE_TTL_SECONDS = {CACHE_TTL:g} s" in notice and "against 1000/min" in notice
+    deadline = datetime.fromisoformat(notice.split("Applies by ")[1].split()[0])
+    assert deadline - datetime.now(UTC) <= timedelta(seconds=CACHE_TTL + 1)
+    assert "limit-count applies it from the key's next 60 s window" in notice
+
+    time.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 0.2)
+    after = post(ingest.url, issued.secret)
+    assert after.status_code == 202 and after.headers["x-ratelimit-limit"] == "1500"
+
+    default_ttl = cli(stack_env, "keys", "set-rate-limit", issued.stored.id, "7", cwd=workdir)
+    assert "(was 1500)" in default_ttl.stdout
+    assert "KEY_CACHE_TTL_SECONDS = 30 s" in " ".join(default_ttl.stderr.split())
+    unknown = cli(
+        stack_env, "keys", "set-rate-limit", str(uuid.uuid4()), "5", check=False, cwd=workdir
+    )
+    assert unknown.returncode == 1 and "no key with id" in unknown.stderr
 
 
 # -- dlq -------------------------------------------------------------------------------------
@@ -316,10 +377,25 @@ def test_dlq_replay_stores_a_fixed_record_exactly_once(
     assert "would replay 1, already replayed 0, still invalid 1" in dry
     assert _records_with(main_topic, marker) == []
 
+    # Without a terminal nobody can confirm: the command says to pass --yes.
     unconfirmed = cli(
-        stack_env, "dlq", "replay", "--tenant", tenant, check=False, stdin="n\n", cwd=workdir
+        stack_env, "dlq", "replay", "--tenant", tenant, check=False, stdin="y\n", cwd=workdir
     )
-    assert unconfirmed.returncode == 1 and "Aborted" in unconfirmed.stderr
+    assert unconfirmed.returncode == 1, unconfirmed.stdout
+    assert "pass --yes" in unconfirmed.stderr and "not a terminal" in unconfirmed.stderr
+    assert "1 of 2 record(s) would be written" in unconfirmed.stderr
+    # At a terminal, it asks; "n" writes nothing.
+    declined, output = cli_at_terminal(
+        stack_env, "dlq", "replay", "--tenant", tenant, answer="n", cwd=workdir
+    )
+    assert declined == 1 and "Replay?" in output and "Aborted" in output, output
+    # Nothing selected can be written: no question, nothing to confirm.
+    only_broken = cli(
+        stack_env, "dlq", "replay", "--request-id", "req-broken", "--tenant", tenant, cwd=workdir
+    ).stdout
+    assert "nothing to replay: would replay 0, already replayed 0, still invalid 1" in only_broken
+    assert f"{broken[0]}@{broken[1]}  still invalid: resource/required" in only_broken
+    assert _records_with(main_topic, marker) == []
 
     first = cli(stack_env, "dlq", "replay", "--tenant", tenant, "--yes", cwd=workdir).stdout
     assert "replayed 1, already replayed 0, still invalid 1, failed 0" in first
@@ -332,6 +408,8 @@ def test_dlq_replay_stores_a_fixed_record_exactly_once(
 
     again = cli(stack_env, "dlq", "replay", "--tenant", tenant, "--yes", cwd=workdir).stdout
     assert "replayed 0, already replayed 1, still invalid 1, failed 0" in again
+    unasked = cli(stack_env, "dlq", "replay", "--tenant", tenant, cwd=workdir).stdout
+    assert "nothing to replay: would replay 0, already replayed 1, still invalid 1" in unasked
     by_position = cli(
         stack_env,
         "dlq",

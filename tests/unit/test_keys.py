@@ -10,6 +10,7 @@ from audit_ingest.domain.keys import (
     format_key,
     hash_key,
     is_well_formed,
+    key_status,
 )
 from audit_ingest.errors import Forbidden, Unauthenticated
 from tests.unit.samples import stored
@@ -74,3 +75,21 @@ def test_authorize_statuses() -> None:
     with pytest.raises(Forbidden, match="events:write"):
         authorize(stored(scopes=("events:read",)), now=NOW)
     assert authorize(stored(expires_at=NOW + timedelta(days=1)), now=NOW).tenant_id == "t1"
+
+
+def test_key_status_agrees_with_authorize() -> None:
+    cases = [
+        (stored(), "active"),
+        (stored(expires_at=NOW + timedelta(seconds=1)), "active"),
+        (stored(expires_at=NOW), "expired"),
+        (stored(expires_at=NOW - timedelta(days=1)), "expired"),
+        (stored(is_active=False), "revoked"),
+        (stored(is_active=False, expires_at=NOW - timedelta(days=1)), "revoked"),
+    ]
+    for key, status in cases:
+        assert key_status(key, now=NOW) == status
+        if status == "active":
+            authorize(key, now=NOW)
+        else:
+            with pytest.raises(Forbidden, match=status):
+                authorize(key, now=NOW)

@@ -21,7 +21,7 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from audit_ingest.adapters.postgres import row_to_key
-from audit_ingest.domain.keys import StoredKey, format_key, hash_key
+from audit_ingest.domain.keys import KeyStatus, StoredKey, format_key, hash_key, key_status
 
 _INSERT = """
 INSERT INTO api_keys (id, key_hash, tenant_id, name, scopes, rate_limit, expires_at)
@@ -39,8 +39,15 @@ RETURNING id::text, tenant_id::text, name, scopes, rate_limit, is_active, expire
 
 _SELECT = """
 SELECT id::text, tenant_id::text, name, scopes, rate_limit, is_active, expires_at,
-       created_at, last_used_at
+       created_at, last_used_at, statement_timestamp()
 FROM api_keys
+"""
+# The row is locked first, so the previous limit returned is the one this update replaced.
+_SET_RATE_LIMIT = """
+UPDATE api_keys AS k SET rate_limit = %s
+FROM (SELECT id, rate_limit FROM api_keys WHERE id = %s FOR UPDATE) AS previous
+WHERE k.id = previous.id
+RETURNING previous.rate_limit
 """
 
 
@@ -94,7 +101,17 @@ def _insert(
     return IssuedKey(stored=row_to_key(row[:7]), secret=secret, created_at=row[7])
 
 
-def list_keys(conninfo: str, tenant_id: uuid.UUID | None = None) -> list[tuple[StoredKey, Any]]:
+@dataclass(frozen=True, slots=True)
+class ListedKey:
+    """A key as `keys list` shows it; `status` is as of the database's clock when listed."""
+
+    stored: StoredKey
+    created_at: datetime
+    last_used_at: datetime | None
+    status: KeyStatus
+
+
+def list_keys(conninfo: str, tenant_id: uuid.UUID | None = None) -> list[ListedKey]:
     query = _SELECT
     params: tuple[object, ...] = ()
     if tenant_id is not None:
@@ -103,7 +120,12 @@ def list_keys(conninfo: str, tenant_id: uuid.UUID | None = None) -> list[tuple[S
     query += " ORDER BY created_at"
     with psycopg.connect(conninfo) as conn:
         rows = conn.cursor(row_factory=tuple_row).execute(query, params).fetchall()
-    return [(row_to_key(row[:7]), row[7:]) for row in rows]
+    listed = []
+    for row in rows:
+        stored = row_to_key(row[:7])
+        created_at, last_used_at, now = row[7:]
+        listed.append(ListedKey(stored, created_at, last_used_at, key_status(stored, now=now)))
+    return listed
 
 
 def revoke_key(conninfo: str, key_id: uuid.UUID) -> bool:
@@ -113,14 +135,14 @@ def revoke_key(conninfo: str, key_id: uuid.UUID) -> bool:
         return cursor.rowcount == 1
 
 
-def set_rate_limit(conninfo: str, key_id: uuid.UUID, rate_limit: int) -> bool:
-    """Change a key's requests per minute; True when it existed. Applies within the key cache
-    TTL (inline mode, and the authorize function that feeds APISIX's limit-count)."""
+def set_rate_limit(conninfo: str, key_id: uuid.UUID, rate_limit: int) -> int | None:
+    """Change a key's requests per minute; the limit it replaced, or None when there is no
+    such key. Running processes apply it when their cached copy of the key expires (within
+    the key cache TTL): the functions in inline mode, and `authorize`, whose answer gives
+    APISIX's limit-count its quota (which limit-count applies from the key's next window)."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        cursor = conn.execute(
-            "UPDATE api_keys SET rate_limit = %s WHERE id = %s", (rate_limit, key_id)
-        )
-        return cursor.rowcount == 1
+        row = conn.execute(_SET_RATE_LIMIT, (rate_limit, key_id)).fetchone()
+    return None if row is None else int(row[0])
 
 
 class RotationError(Exception):

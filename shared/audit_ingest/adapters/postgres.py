@@ -1,4 +1,8 @@
-"""The key store on PostgreSQL: one indexed lookup by hash, through a lazily opened pool."""
+"""The key store on PostgreSQL: one indexed lookup by hash, through a lazily opened pool.
+
+A lookup also stamps the key's `last_used_at` (only when the key is usable: not revoked, not
+expired), except on a read-only server (a read replica), where it only reads.
+"""
 
 from __future__ import annotations
 
@@ -15,20 +19,53 @@ from audit_ingest.errors import KeyStoreUnavailable
 
 log = logging.getLogger(__name__)
 
-# Refreshing a cached key also stamps last_used_at: one round trip, at most once per cache TTL
-# per key and replica, instead of a write on every request.
+# A lookup returns the key's row whatever its state (a revoked or expired key must get 403,
+# not 401), and stamps last_used_at only when the key is usable now: a request refused as
+# revoked or expired is not a use. The conditions are on the row being updated (`k`), so a
+# revocation committed meanwhile is honoured. A data-modifying CTE runs to completion even
+# though the outer query does not read it. One round trip, at most once per key cache TTL per
+# key and process (a cache hit does not query), instead of a write on every request.
 _FIND = """
-UPDATE api_keys SET last_used_at = now()
-WHERE key_hash = %s
-RETURNING id::text, tenant_id::text, name, scopes, rate_limit, is_active, expires_at
+WITH found AS (SELECT * FROM api_keys WHERE key_hash = %s),
+stamped AS (
+    UPDATE api_keys AS k SET last_used_at = now()
+    FROM found
+    WHERE k.id = found.id AND k.is_active AND (k.expires_at IS NULL OR k.expires_at > now())
+)
+SELECT id::text, tenant_id::text, name, scopes, rate_limit, is_active, expires_at FROM found
 """
 
 # Eventing mode names a key by its id (EVENTING_BINDINGS), not by the secret's hash.
 _FIND_BY_ID = """
-UPDATE api_keys SET last_used_at = now()
-WHERE id = %s
-RETURNING id::text, tenant_id::text, name, scopes, rate_limit, is_active, expires_at
+WITH found AS (SELECT * FROM api_keys WHERE id = %s),
+stamped AS (
+    UPDATE api_keys AS k SET last_used_at = now()
+    FROM found
+    WHERE k.id = found.id AND k.is_active AND (k.expires_at IS NULL OR k.expires_at > now())
+)
+SELECT id::text, tenant_id::text, name, scopes, rate_limit, is_active, expires_at FROM found
 """
+
+# On a server that accepts no writes (a hot standby, or default_transaction_read_only on: both
+# reported to the client by PostgreSQL 14+), lookups only read, so a read replica can serve
+# the key store; last_used_at is then not maintained.
+_READ = """
+SELECT id::text, tenant_id::text, name, scopes, rate_limit, is_active, expires_at
+FROM api_keys WHERE key_hash = %s
+"""
+_READ_BY_ID = """
+SELECT id::text, tenant_id::text, name, scopes, rate_limit, is_active, expires_at
+FROM api_keys WHERE id = %s
+"""
+
+
+def _read_only(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether the server said, on connecting or since, that it accepts no writes."""
+    info = conn.info
+    return "on" in (
+        info.parameter_status("in_hot_standby"),
+        info.parameter_status("default_transaction_read_only"),
+    )
 
 
 def row_to_key(row: tuple[Any, ...]) -> StoredKey:
@@ -75,7 +112,7 @@ class PostgresKeyStore:
         try:
             async with self._pool.connection() as conn:
                 cursor = conn.cursor(row_factory=tuple_row)
-                await cursor.execute(_FIND, (key_hash,))
+                await cursor.execute(_READ if _read_only(conn) else _FIND, (key_hash,))
                 row = await cursor.fetchone()
         except (psycopg.Error, PoolTimeout) as exc:
             log.warning("key store unavailable: %s", type(exc).__name__)
@@ -92,7 +129,7 @@ class PostgresKeyStore:
         try:
             async with self._pool.connection() as conn:
                 cursor = conn.cursor(row_factory=tuple_row)
-                await cursor.execute(_FIND_BY_ID, (key_id,))
+                await cursor.execute(_READ_BY_ID if _read_only(conn) else _FIND_BY_ID, (key_id,))
                 row = await cursor.fetchone()
         except (psycopg.Error, PoolTimeout) as exc:
             log.warning("key store unavailable: %s", type(exc).__name__)

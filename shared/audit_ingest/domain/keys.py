@@ -12,6 +12,7 @@ import hashlib
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from audit_ingest.domain.principal import Principal
 from audit_ingest.errors import Forbidden, Unauthenticated
@@ -75,6 +76,18 @@ class StoredKey:
     rate_limit: int
     is_active: bool
     expires_at: datetime | None
+
+
+KeyStatus = Literal["active", "expired", "revoked"]
+
+
+def key_status(stored: StoredKey, *, now: datetime) -> KeyStatus:
+    """What `authorize` would make of the key at `now`, scopes aside: revoked wins over expired."""
+    if not stored.is_active:
+        return "revoked"
+    if stored.expires_at is not None and stored.expires_at <= now:
+        return "expired"
+    return "active"
 
 
 def check_presented_key(key: str | None) -> str:
