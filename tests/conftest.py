@@ -1,3 +1,4 @@
-"""Shared fixtures: the real-service ones live in tests/stack.py and start only on demand."""
+"""Shared fixtures: the real services (tests/stack.py) and the function processes
+(tests/functions.py), each started only on demand, once per session."""
 
-pytest_plugins = ["tests.stack"]
+pytest_plugins = ["tests.stack", "tests.functions"]

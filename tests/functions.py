@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 from devstack.ports import free_ports
 
 from tests.stack import REPO
@@ -124,3 +125,25 @@ def running_functions(env: dict[str, str], log_dir: Path) -> Iterator[dict[str, 
     finally:
         for function in started.values():
             stop_function(function)
+
+
+# -- session fixtures (a pytest plugin: tests/conftest.py loads this module) --------------------
+
+
+@pytest.fixture(scope="session")
+def function_env(stack_env: dict[str, str]) -> dict[str, str]:
+    """The functions' environment: the stack's addresses plus the test settings."""
+    return function_environment(stack_env)
+
+
+@pytest.fixture(scope="session")
+def log_dir() -> Iterator[Path]:
+    with temporary_log_dir() as folder:
+        yield folder
+
+
+@pytest.fixture(scope="session")
+def functions(function_env: dict[str, str], log_dir: Path) -> Iterator[dict[str, FunctionProcess]]:
+    """`ingest_event` and `ingest_batch` as real processes, once per session (e2e, SDK)."""
+    with running_functions(function_env, log_dir) as started:
+        yield started

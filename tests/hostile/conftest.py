@@ -20,10 +20,8 @@ from audit_ingest.adapters.kafka_admin import TopicSpec, create_topics
 from audit_ingest.adapters.key_admin import IssuedKey, create_key
 from audit_ingest.settings import Settings
 from tests.functions import (
-    function_environment,
     start_function,
     stop_function,
-    temporary_log_dir,
 )
 from tests.hostile.tier import (
     HOSTILE_DLQ_TOPIC,
@@ -33,17 +31,7 @@ from tests.hostile.tier import (
 )
 from tests.stack import KeyFactory
 
-
 # The e2e tier's session fixtures, for this folder (helpers: tests/functions.py).
-@pytest.fixture(scope="session")
-def function_env(settings: Settings, stack_env: dict[str, str]) -> dict[str, str]:
-    return function_environment(stack_env)
-
-
-@pytest.fixture(scope="session")
-def log_dir() -> Iterator[Path]:
-    with temporary_log_dir() as folder:
-        yield folder
 
 
 @pytest.fixture(scope="session")
