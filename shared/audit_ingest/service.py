@@ -101,10 +101,6 @@ class IngestService:
         self._new_event_id = new_event_id
         self._idempotency = idempotency
 
-    @property
-    def rules(self) -> Rules:
-        return self._rules
-
     async def ingest(
         self,
         envelopes: Sequence[Envelope],
