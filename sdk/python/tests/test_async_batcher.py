@@ -61,7 +61,9 @@ async def test_interval_and_flush(async_client: AsyncAuditClient, server: MockSe
 
 async def test_overflow_drops_or_raises(async_client: AsyncAuditClient) -> None:
     # Nothing runs until the test yields to the loop, so the queue fills synchronously.
-    dropping = async_client.batcher(max_batch_events=1, max_queue_size=3, flush_interval=60)
+    dropping = async_client.batcher(
+        max_batch_events=1, max_queue_size=3, flush_interval=60, overflow="drop"
+    )
     assert [dropping.enqueue(make_event(i)) for i in range(5)] == [True] * 3 + [False] * 2
     assert dropping.stats().dropped == 2
     raising = async_client.batcher(max_queue_size=1, overflow="raise")
@@ -71,6 +73,21 @@ async def test_overflow_drops_or_raises(async_client: AsyncAuditClient) -> None:
     await dropping.close()
     await raising.close()
     assert dropping.stats().accepted == 3
+
+
+async def test_the_async_batcher_raises_by_default_and_cannot_block(
+    async_client: AsyncAuditClient,
+) -> None:
+    batcher = async_client.batcher(max_queue_size=1, flush_interval=60)
+    assert batcher.options.overflow == "raise"
+    batcher.enqueue(make_event(0))
+    with pytest.raises(QueueFullError):
+        batcher.enqueue(make_event(1))
+    assert batcher.stats().dropped == 0
+    with pytest.raises(ValueError, match="event loop"):
+        async_client.batcher(overflow="block")
+    await batcher.close()
+    assert batcher.stats().accepted == 1
 
 
 async def test_failures_are_reported_and_retries_keep_keys(

@@ -125,7 +125,9 @@ def blocked(server: MockServer) -> Iterator[threading.Event]:
 def test_a_full_queue_drops_and_counts(
     client: AuditClient, server: MockServer, blocked: threading.Event
 ) -> None:
-    batcher = client.batcher(max_batch_events=1, max_queue_size=5, flush_interval=0.01)
+    batcher = client.batcher(
+        max_batch_events=1, max_queue_size=5, flush_interval=0.01, overflow="drop"
+    )
     assert batcher.enqueue(make_event(0))
     assert wait_until(lambda: batcher.stats().queued == 0)  # the worker holds it, blocked
     started = time.monotonic()
@@ -153,6 +155,47 @@ def test_a_full_queue_raises_when_asked_to(client: AuditClient, blocked: threadi
     blocked.set()
     batcher.close()
     assert batcher.stats().accepted == 3
+
+
+def test_a_full_queue_blocks_by_default_then_raises(
+    client: AuditClient, server: MockServer, blocked: threading.Event
+) -> None:
+    batcher = client.batcher(
+        max_batch_events=1, max_queue_size=2, flush_interval=0.01, block_timeout=0.3
+    )
+    assert batcher.options.overflow == "block"
+    batcher.enqueue(make_event(0))
+    assert wait_until(lambda: batcher.stats().queued == 0)  # the worker holds it, blocked
+    batcher.enqueue(make_event(1))
+    batcher.enqueue(make_event(2))
+    started = time.monotonic()
+    with pytest.raises(QueueFullError):
+        batcher.enqueue(make_event(3))
+    assert time.monotonic() - started >= 0.3  # it waited for room first
+    blocked.set()
+    batcher.close()
+    assert sorted(m for batch in server.batches() for m in markers(batch)) == [0, 1, 2]
+    assert batcher.stats().dropped == 0
+
+
+def test_a_blocked_enqueue_goes_through_when_room_is_made(
+    client: AuditClient, server: MockServer, blocked: threading.Event
+) -> None:
+    batcher = client.batcher(max_batch_events=1, max_queue_size=2, flush_interval=0.01)
+    batcher.enqueue(make_event(0))
+    assert wait_until(lambda: batcher.stats().queued == 0)
+    batcher.enqueue(make_event(1))
+    batcher.enqueue(make_event(2))
+    outcome: list[bool] = []
+    waiting = threading.Thread(target=lambda: outcome.append(batcher.enqueue(make_event(3))))
+    waiting.start()
+    time.sleep(0.2)
+    assert outcome == []  # still waiting for room
+    blocked.set()
+    waiting.join(10)
+    assert outcome == [True]
+    batcher.close()
+    assert sorted(m for batch in server.batches() for m in markers(batch)) == [0, 1, 2, 3]
 
 
 def test_rejected_events_and_failed_batches_reach_on_error(

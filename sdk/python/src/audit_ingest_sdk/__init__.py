@@ -9,7 +9,8 @@ with AuditClient(api_key="aik_...", base_url="http://127.0.0.1:8080") as client:
 ```
 
 `AuditClient` / `AsyncAuditClient` send one event or one batch per call, with retries;
-`client.batcher()` queues events and sends them in batches in the background.
+`client.batcher()` queues events in memory and sends them in batches in the background;
+`client.spool(path)` does the same from a file on disk that survives crashes and outages.
 
 Everything public is imported from here (`from audit_ingest_sdk import ...`); the modules
 behind it are private (`_client`, `_wire`, ...) and may change without notice.
@@ -17,6 +18,7 @@ behind it are private (`_client`, `_wire`, ...) and may change without notice.
 
 from audit_ingest_sdk._async_batcher import AsyncBatchingClient
 from audit_ingest_sdk._async_client import AsyncAuditClient
+from audit_ingest_sdk._async_spooling_client import AsyncSpoolingClient
 from audit_ingest_sdk._batcher import BatchingClient
 from audit_ingest_sdk._buffer import BatcherOptions, BatcherStats
 from audit_ingest_sdk._client import AuditClient
@@ -31,6 +33,7 @@ from audit_ingest_sdk._errors import (
     RateLimitedError,
     ServerError,
     ServiceUnavailableError,
+    SpoolLockedError,
     TransportError,
     UnsupportedMediaTypeError,
     ValidationError,
@@ -39,6 +42,9 @@ from audit_ingest_sdk._failures import FailedEvent
 from audit_ingest_sdk._models import Action, Actor, AuditEvent, EventInput, Resource, Result
 from audit_ingest_sdk._results import Accepted, BatchItem, BatchResult, FieldError
 from audit_ingest_sdk._retry import RetryPolicy
+from audit_ingest_sdk._spool import SpoolOptions, SpoolStats
+from audit_ingest_sdk._spool_store import DeadLetter
+from audit_ingest_sdk._spooling_client import SpoolingClient
 from audit_ingest_sdk._version import __version__
 
 __all__ = [
@@ -48,6 +54,7 @@ __all__ = [
     "Actor",
     "AsyncAuditClient",
     "AsyncBatchingClient",
+    "AsyncSpoolingClient",
     "AuditClient",
     "AuditEvent",
     "AuditIngestError",
@@ -58,6 +65,7 @@ __all__ = [
     "BatcherStats",
     "BatchingClient",
     "ClientConfig",
+    "DeadLetter",
     "EventInput",
     "FailedEvent",
     "FieldError",
@@ -70,6 +78,10 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "ServiceUnavailableError",
+    "SpoolLockedError",
+    "SpoolOptions",
+    "SpoolStats",
+    "SpoolingClient",
     "TransportError",
     "UnsupportedMediaTypeError",
     "ValidationError",

@@ -16,12 +16,16 @@ from audit_ingest_sdk._buffer import (
     DEFAULT_MAX_QUEUE_SIZE,
     BatcherOptions,
     BatcherStats,
-    ErrorCallback,
     EventBuffer,
     Overflow,
 )
 from audit_ingest_sdk._errors import AuditIngestError, PayloadTooLargeError
-from audit_ingest_sdk._failures import FailedEvent, failures_from_error, failures_from_result
+from audit_ingest_sdk._failures import (
+    ErrorCallback,
+    FailedEvent,
+    failures_from_error,
+    failures_from_result,
+)
 from audit_ingest_sdk._models import EventInput
 from audit_ingest_sdk._prepare import PreparedEvent, prepare_event
 from audit_ingest_sdk._results import BatchResult
@@ -39,8 +43,10 @@ class AsyncBatchingClient:
     ```
 
     Options and behaviour are those of `BatchingClient`, with a task of the running event
-    loop instead of a thread. Nothing runs at interpreter exit: `await close()` (or leave the
-    `async with` block, or close the client) to send what is queued.
+    loop instead of a thread, and `overflow="raise"` by default (`"block"` is refused: the
+    task that makes room runs in the loop `enqueue` would block). Nothing runs at
+    interpreter exit: `await close()` (or leave the `async with` block, or close the client)
+    to send what is queued.
     """
 
     def __init__(
@@ -51,9 +57,15 @@ class AsyncBatchingClient:
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
-        overflow: Overflow = "drop",
+        overflow: Overflow = "raise",
         on_error: ErrorCallback = None,
     ) -> None:
+        if overflow == "block":
+            # enqueue runs in the event loop, and so does the task that would make room.
+            raise ValueError(
+                'overflow="block" cannot wait inside the event loop: use "raise" (the default), '
+                '"drop", or an AsyncSpoolingClient (its send awaits room)'
+            )
         self._client = client
         self._options = BatcherOptions(
             max_batch_events=max_batch_events,
@@ -85,8 +97,9 @@ class AsyncBatchingClient:
     def enqueue(self, event: EventInput, *, idempotency_key: str | None = None) -> bool:
         """Queue one event; returns at once (call it from the event loop's thread).
 
-        Returns False when the queue is full and the event was dropped (`overflow="drop"`);
-        raises `QueueFullError` with `overflow="raise"`, and `RuntimeError` after `close()`.
+        When the queue is full: raises `QueueFullError` (`overflow="raise"`, the default) or
+        drops the event and returns False (`overflow="drop"`). Raises `RuntimeError` after
+        `close()`.
         """
         if self._closing:
             raise RuntimeError("this batcher is closed")

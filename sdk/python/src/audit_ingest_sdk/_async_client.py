@@ -12,6 +12,7 @@ import httpx
 import tenacity
 
 from audit_ingest_sdk._async_batcher import AsyncBatchingClient
+from audit_ingest_sdk._async_spooling_client import AsyncSpoolingClient
 from audit_ingest_sdk._config import DEFAULT_TIMEOUT, ClientConfig
 from audit_ingest_sdk._delivery import BatchDelivery
 from audit_ingest_sdk._errors import AuditIngestError, ValidationError, error_from_transport
@@ -19,6 +20,7 @@ from audit_ingest_sdk._models import EventInput
 from audit_ingest_sdk._prepare import PreparedEvent, prepare_batch, prepare_event
 from audit_ingest_sdk._results import Accepted, BatchResult
 from audit_ingest_sdk._retry import RetryPolicy, async_retrying
+from audit_ingest_sdk._spool import PathLike
 from audit_ingest_sdk._wire import Request, batch_request, read_accepted, single_request
 
 
@@ -60,6 +62,7 @@ class AsyncAuditClient:
         self._http = http_client or httpx.AsyncClient(timeout=timeout)
         self._sleep = sleep
         self._batchers: weakref.WeakSet[AsyncBatchingClient] = weakref.WeakSet()
+        self._spools: weakref.WeakSet[AsyncSpoolingClient] = weakref.WeakSet()
         self._closed = False
 
     @property
@@ -124,11 +127,21 @@ class AsyncAuditClient:
         self._batchers.add(batcher)
         return batcher
 
+    def spool(self, path: PathLike, **options: Any) -> AsyncSpoolingClient:
+        """An `AsyncSpoolingClient` spooling to the file `path` and sending through this
+        client (see its options). Closing this client closes its spools first."""
+        spool = AsyncSpoolingClient(self, path, **options)
+        self._spools.add(spool)
+        return spool
+
     async def close(self) -> None:
-        """Flush and close this client's batchers, then close the HTTP client (if owned)."""
+        """Close this client's spools and batchers (flushing them), then the HTTP client (if
+        owned)."""
         if self._closed:
             return
         self._closed = True
+        for spool in list(self._spools):
+            await spool.close()
         for batcher in list(self._batchers):
             await batcher.close()
         if self._owns_http:

@@ -10,18 +10,23 @@ from collections.abc import Callable
 from types import TracebackType
 
 from audit_ingest_sdk._buffer import (
+    DEFAULT_BLOCK_TIMEOUT,
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_BATCH_BYTES,
     DEFAULT_MAX_BATCH_EVENTS,
     DEFAULT_MAX_QUEUE_SIZE,
     BatcherOptions,
     BatcherStats,
-    ErrorCallback,
     EventBuffer,
     Overflow,
 )
 from audit_ingest_sdk._errors import AuditIngestError, PayloadTooLargeError
-from audit_ingest_sdk._failures import FailedEvent, failures_from_error, failures_from_result
+from audit_ingest_sdk._failures import (
+    ErrorCallback,
+    FailedEvent,
+    failures_from_error,
+    failures_from_result,
+)
 from audit_ingest_sdk._models import EventInput
 from audit_ingest_sdk._prepare import PreparedEvent, prepare_event
 from audit_ingest_sdk._results import BatchResult
@@ -54,9 +59,10 @@ class BatchingClient:
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
-        overflow: Overflow = "drop",
+        overflow: Overflow = "block",
         on_error: ErrorCallback = None,
         flush_at_exit: bool = True,
+        block_timeout: float = DEFAULT_BLOCK_TIMEOUT,
     ) -> None:
         self._client = client
         self._options = BatcherOptions(
@@ -66,6 +72,7 @@ class BatchingClient:
             max_queue_size=max_queue_size,
             overflow=overflow,
             on_error=on_error,
+            block_timeout=block_timeout,
         )
         self._buffer = EventBuffer(max_queue_size, overflow)
         self._cond = threading.Condition()
@@ -89,12 +96,13 @@ class BatchingClient:
         return self._options
 
     def enqueue(self, event: EventInput, *, idempotency_key: str | None = None) -> bool:
-        """Queue one event for sending; returns at once.
+        """Queue one event for sending; returns at once while the queue has room.
 
-        Returns False when the queue is full and the event was dropped (`overflow="drop"`);
-        raises `QueueFullError` instead with `overflow="raise"`. Raises `ValueError` for an
-        event that cannot be serialised or could never fit a batch, and `RuntimeError` after
-        `close()`.
+        When the queue is full: waits up to `block_timeout` seconds for room, then raises
+        `QueueFullError` (`overflow="block"`, the default); raises at once
+        (`overflow="raise"`); or drops the event and returns False (`overflow="drop"`).
+        Raises `ValueError` for an event that cannot be serialised or could never fit a
+        batch, and `RuntimeError` after `close()`.
         """
         stamp_time = self._client.config.stamp_time
         prepared = prepare_event(event, idempotency_key=idempotency_key, stamp_time=stamp_time)
@@ -102,6 +110,13 @@ class BatchingClient:
         with self._cond:
             if self._closing:
                 raise RuntimeError("this batcher is closed")
+            if self._options.overflow == "block" and self._buffer.full:
+                # The worker notifies each time it takes a batch out of the queue.
+                self._cond.wait_for(
+                    lambda: self._closing or not self._buffer.full, self._options.block_timeout
+                )
+                if self._closing:
+                    raise RuntimeError("this batcher is closed")
             if not self._buffer.push(prepared, time.monotonic()):
                 return False
             self._enqueued += 1
@@ -169,6 +184,7 @@ class BatchingClient:
                     options = self._options
                     batch = self._buffer.take(options.max_batch_events, options.max_batch_bytes)
                     self._taken += len(batch)
+                    self._cond.notify_all()  # room for producers blocked on a full queue
                     return batch
                 self._cond.wait(wait)
             elif self._closing:

@@ -6,27 +6,22 @@ async one uses it from its event loop only.
 
 from __future__ import annotations
 
-import logging
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 from audit_ingest_sdk._errors import QueueFullError
-from audit_ingest_sdk._failures import FailedEvent
+from audit_ingest_sdk._failures import ErrorCallback, FailedEvent, report_failures
 from audit_ingest_sdk._prepare import MAX_BATCH_EVENTS, PreparedEvent
 from audit_ingest_sdk._wire import MAX_BATCH_BYTES, batch_body_size
-
-logger = logging.getLogger("audit_ingest_sdk")
 
 DEFAULT_MAX_BATCH_EVENTS = 100
 DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024
 DEFAULT_FLUSH_INTERVAL = 1.0
 DEFAULT_MAX_QUEUE_SIZE = 10_000
+DEFAULT_BLOCK_TIMEOUT = 30.0
 
-Overflow = Literal["drop", "raise"]
-# (`Optional`, not `|`: this line runs on Python 3.9.)
-ErrorCallback = Optional[Callable[[list[FailedEvent]], None]]  # noqa: UP045
+Overflow = Literal["block", "raise", "drop"]
 
 
 @dataclass(frozen=True)
@@ -35,17 +30,20 @@ class BatcherOptions:
 
     A batch is sent when `max_batch_events` (1-1000) are queued, when the queued events would
     make a body of `max_batch_bytes` (up to the server's 5 MiB), or when the oldest queued
-    event has waited `flush_interval` seconds. At most `max_queue_size` events wait; one more
-    is dropped and counted (`overflow="drop"`) or refused with `QueueFullError`
-    (`overflow="raise"`). `on_error` receives the events that could not be delivered.
+    event has waited `flush_interval` seconds. At most `max_queue_size` events wait; for one
+    more, `enqueue` waits up to `block_timeout` seconds for room, then raises `QueueFullError`
+    (`overflow="block"`, the sync batcher's default), raises at once (`"raise"`, the async
+    batcher's default: its `enqueue` cannot wait inside the event loop), or drops and counts
+    it (`"drop"`, only when asked). `on_error` receives the events that could not be delivered.
     """
 
     max_batch_events: int = DEFAULT_MAX_BATCH_EVENTS
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     flush_interval: float = DEFAULT_FLUSH_INTERVAL
     max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
-    overflow: Overflow = "drop"
+    overflow: Overflow = "block"
     on_error: ErrorCallback = None
+    block_timeout: float = DEFAULT_BLOCK_TIMEOUT
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_batch_events <= MAX_BATCH_EVENTS:
@@ -56,8 +54,10 @@ class BatcherOptions:
             raise ValueError("flush_interval must be positive")
         if self.max_queue_size < 1:
             raise ValueError("max_queue_size must be at least 1")
-        if self.overflow not in ("drop", "raise"):
-            raise ValueError('overflow must be "drop" or "raise"')
+        if self.overflow not in ("block", "raise", "drop"):
+            raise ValueError('overflow must be "block", "raise" or "drop"')
+        if self.block_timeout < 0:
+            raise ValueError("block_timeout must be 0 or more")
 
     def check_size(self, event: PreparedEvent) -> None:
         """Refuse an event that could never fit in a batch body."""
@@ -70,19 +70,7 @@ class BatcherOptions:
 
     def report(self, failures: list[FailedEvent]) -> None:
         """Hand failures to `on_error` (or log them); a failing callback is logged, not raised."""
-        if not failures:
-            return
-        if self.on_error is None:
-            first = failures[0]
-            reason = first.error or (first.errors[0] if first.errors else "unknown")
-            logger.warning(
-                "audit-ingest: %d event(s) not delivered (first: %s)", len(failures), reason
-            )
-            return
-        try:
-            self.on_error(failures)
-        except Exception:
-            logger.exception("audit-ingest: the on_error callback raised")
+        report_failures(self.on_error, failures)
 
 
 @dataclass(frozen=True)
@@ -116,14 +104,22 @@ class EventBuffer:
         return len(self._items)
 
     @property
+    def full(self) -> bool:
+        """True when one more event would overflow."""
+        return len(self._items) >= self._max_size
+
+    @property
     def oldest(self) -> float | None:
         """When the oldest queued event arrived (the clock the caller passed), or None."""
         return self._items[0][1] if self._items else None
 
     def push(self, event: PreparedEvent, now: float) -> bool:
-        """Queue an event; when full, drop it (False) or raise `QueueFullError`."""
-        if len(self._items) >= self._max_size:
-            if self._overflow == "raise":
+        """Queue an event; when full, drop it (False, `"drop"`) or raise `QueueFullError`.
+
+        (`"block"`: the caller has waited for room already, in vain.)
+        """
+        if self.full:
+            if self._overflow != "drop":
                 raise QueueFullError(f"the batcher's queue is full ({self._max_size} events)")
             self.dropped += 1
             return False

@@ -20,6 +20,8 @@ from audit_ingest_sdk._models import EventInput
 from audit_ingest_sdk._prepare import PreparedEvent, prepare_batch, prepare_event
 from audit_ingest_sdk._results import Accepted, BatchResult
 from audit_ingest_sdk._retry import RetryPolicy, sync_retrying
+from audit_ingest_sdk._spool import PathLike
+from audit_ingest_sdk._spooling_client import SpoolingClient
 from audit_ingest_sdk._wire import Request, batch_request, read_accepted, single_request
 
 
@@ -70,6 +72,7 @@ class AuditClient:
         self._http = http_client or httpx.Client(timeout=timeout)
         self._sleep = sleep
         self._batchers: weakref.WeakSet[BatchingClient] = weakref.WeakSet()
+        self._spools: weakref.WeakSet[SpoolingClient] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -146,13 +149,24 @@ class AuditClient:
             self._batchers.add(batcher)
         return batcher
 
+    def spool(self, path: PathLike, **options: Any) -> SpoolingClient:
+        """A `SpoolingClient` spooling to the file `path` and sending through this client
+        (see its options). Closing this client closes its spools first."""
+        spool = SpoolingClient(self, path, **options)
+        with self._lock:
+            self._spools.add(spool)
+        return spool
+
     def close(self) -> None:
-        """Flush and close this client's batchers, then close the HTTP client (if owned)."""
+        """Close this client's spools and batchers (flushing them), then the HTTP client (if
+        owned)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            batchers = list(self._batchers)
+            spools, batchers = list(self._spools), list(self._batchers)
+        for spool in spools:
+            spool.close()
         for batcher in batchers:
             batcher.close()
         if self._owns_http:

@@ -139,7 +139,13 @@ class TransportError(AuditIngestError):
 
 
 class QueueFullError(AuditIngestError):
-    """A batcher's queue is full and its overflow policy is `"raise"`."""
+    """A batcher's queue or a spool is full: at once with `overflow="raise"`, or after
+    waiting `block_timeout` seconds for room with `overflow="block"` (the default) and with
+    a spool. The event was not taken."""
+
+
+class SpoolLockedError(AuditIngestError):
+    """The spool file is held by another open client (in another process, or this one)."""
 
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from audit_ingest_sdk._errors import AuditIngestError, ValidationError
 from audit_ingest_sdk._prepare import PreparedEvent
 from audit_ingest_sdk._results import BatchResult, FieldError, split_event_field
+
+logger = logging.getLogger("audit_ingest_sdk")
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,25 @@ class FailedEvent:
     idempotency_key: str
     errors: tuple[FieldError, ...] = ()
     error: AuditIngestError | None = field(default=None, compare=False)
+
+
+# (`Optional`, not `|`: this line runs on Python 3.9.)
+ErrorCallback = Optional[Callable[[list[FailedEvent]], None]]  # noqa: UP045
+
+
+def report_failures(on_error: ErrorCallback, failures: list[FailedEvent]) -> None:
+    """Hand failures to `on_error` (or log them); a failing callback is logged, not raised."""
+    if not failures:
+        return
+    if on_error is None:
+        first = failures[0]
+        reason = first.error or (first.errors[0] if first.errors else "unknown")
+        logger.warning("audit-ingest: %d event(s) not delivered (first: %s)", len(failures), reason)
+        return
+    try:
+        on_error(failures)
+    except Exception:
+        logger.exception("audit-ingest: the on_error callback raised")
 
 
 def failures_from_result(events: Sequence[PreparedEvent], result: BatchResult) -> list[FailedEvent]:
