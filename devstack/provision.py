@@ -38,7 +38,7 @@ def stack_settings(env: Mapping[str, str]) -> Settings:
 
 
 def provision(settings: Settings, *, partitions: int = 3) -> None:
-    """Apply migrations and create both topics (replication 1: a single local broker)."""
+    """Apply migrations and create the topics (replication 1: a single local broker)."""
     migrate(settings.database_url.get_secret_value())
     config = {"min.insync.replicas": "1", "unclean.leader.election.enable": "false"}
     # librdkafka's lines go to the log (unserved here: nothing polls this admin client), not
@@ -48,6 +48,8 @@ def provision(settings: Settings, *, partitions: int = 3) -> None:
         [
             TopicSpec(settings.kafka_topic, partitions, 1, config),
             TopicSpec(settings.kafka_dlq_topic, partitions, 1, config),
+            # The sealer's checkpoints: one seals partition per events partition, kept forever.
+            TopicSpec(settings.seals_topic, partitions, 1, {**config, "retention.ms": "-1"}),
         ],
     )
 

@@ -30,6 +30,7 @@ from audit_ingest.adapters.key_admin import (
     set_rate_limit,
 )
 from audit_ingest.adapters.migrations import migrate
+from audit_ingest.cli_seals import seals as seals_group
 from audit_ingest.domain.dead_letters import DeadLetter
 from audit_ingest.domain.keys import DEFAULT_RATE_LIMIT, DEFAULT_SCOPES
 from audit_ingest.domain.ratelimit import WINDOW_SECONDS
@@ -47,6 +48,8 @@ _ENV_FILE = "audit_ingest.env_file"
 # The topics' retention, as knative/base/topics/topics.yaml sets it (a test holds them equal).
 EVENTS_RETENTION_MS = 7 * 24 * 3600 * 1000
 DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000
+# Seals are kept forever: they are the evidence, long after the events expire from Kafka.
+SEALS_RETENTION_MS = -1
 
 
 @click.group()
@@ -115,7 +118,11 @@ def topics_create(
     retention_ms: int,
     dlq_retention_ms: int,
 ) -> None:
-    """Create the events topic and the dead-letter topic (no-op when they exist)."""
+    """Create the events, dead-letter and seals topics (no-op when they exist).
+
+    The seals topic gets as many partitions as the events topic (the seal of events
+    partition p is stored in seals partition p) and is kept forever.
+    """
     settings = _settings(ctx)
     insync = min_insync_replicas or max(1, replication_factor - 1)
     config = {
@@ -136,6 +143,12 @@ def topics_create(
             replication_factor,
             {**config, "retention.ms": str(dlq_retention_ms)},
         ),
+        TopicSpec(
+            settings.seals_topic,
+            partitions,
+            replication_factor,
+            {**config, "retention.ms": str(SEALS_RETENTION_MS)},
+        ),
     ]
     for name, state in create_topics(client_config(settings), specs).items():
         click.echo(f"{name}: {state}")
@@ -148,6 +161,7 @@ def events() -> None:
 
 @events.command("tail")
 @click.option("--dlq", is_flag=True, help="Read the dead-letter topic instead.")
+@click.option("--seals", is_flag=True, help="Read the seals topic instead (SEALS_TOPIC).")
 @click.option(
     "--from-beginning",
     is_flag=True,
@@ -171,7 +185,7 @@ def events() -> None:
 )
 @click.pass_context
 def events_tail(
-    ctx: click.Context, dlq: bool, from_beginning: bool, limit: int, idle: float
+    ctx: click.Context, dlq: bool, seals: bool, from_beginning: bool, limit: int, idle: float
 ) -> None:
     """Print records (key, headers, value) as they are stored.
 
@@ -183,6 +197,7 @@ def events_tail(
     """
     settings = _settings(ctx)
     topic = settings.kafka_dlq_topic if dlq else settings.kafka_topic
+    topic = settings.seals_topic if seals else topic
     for record in read_records(
         client_config(settings),
         topic,
@@ -764,6 +779,8 @@ def stack_status_command(
     if not healthy:
         raise click.exceptions.Exit(1)
 
+
+main.add_command(seals_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -69,6 +69,20 @@ class Settings(BaseSettings):
     kafka_queue_max_messages: Annotated[int, Field(ge=1000)] = 100_000
     retry_after_seconds: Annotated[int, Field(ge=1, le=300)] = 2
 
+    # The sealer (docs/integrity.md): signed checkpoints of `kafka_topic` on `seals_topic`,
+    # every `seal_max_records` records or `seal_max_seconds`, whichever comes first. The
+    # record bound keeps a seal (32 bytes per leaf, base64) under Kafka's 1 MB message size.
+    seals_topic: str = "audit.events.seals.v1"
+    seal_max_records: Annotated[int, Field(ge=1, le=20_000)] = 1000
+    seal_max_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    seal_signing_key_file: str | None = None
+    seal_public_keys_file: str | None = None
+    sealer_group_id: str = "audit-ingest-sealer"
+    # Unset: "audit-ingest-sealer-<NODE_NAME>" (the pod's name in the Deployment).
+    sealer_transactional_id: str | None = None
+    sealer_transaction_timeout_ms: Annotated[int, Field(ge=1000, le=900_000)] = 60_000
+    sealer_metrics_port: Annotated[int, Field(ge=0, le=65_535)] = 9102
+
     # API keys (inline mode).
     key_cache_ttl_seconds: Annotated[float, Field(gt=0, le=60)] = 30.0
     key_negative_cache_ttl_seconds: Annotated[float, Field(ge=0, le=60)] = 5.0

@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 from tools.check_deploy import ensure_kustomize
 
-from audit_ingest.cli import DLQ_RETENTION_MS, EVENTS_RETENTION_MS
+from audit_ingest.cli import DLQ_RETENTION_MS, EVENTS_RETENTION_MS, SEALS_RETENTION_MS
 from audit_ingest.settings import Settings
 from tests.stack import REPO
 
@@ -178,10 +178,16 @@ def test_topics(overlay: str) -> None:
     (config,) = [
         data for name, data in config_maps(overlay).items() if name == "audit-ingest-config"
     ]
-    assert set(topics) == {config["KAFKA_TOPIC"], config["KAFKA_DLQ_TOPIC"]}
+    assert set(topics) == {config["KAFKA_TOPIC"], config["KAFKA_DLQ_TOPIC"], config["SEALS_TOPIC"]}
     for spec in topics.values():
         assert spec["replicationFactor"] == 3
         assert spec["additionalConfig"]["min.insync.replicas"] == "2"
+    # Seals are kept forever; the others for a while. The seal of events partition p is
+    # stored in seals partition p.
+    seals = topics.pop(config["SEALS_TOPIC"])
+    assert int(seals["additionalConfig"]["retention.ms"]) == SEALS_RETENTION_MS == -1
+    assert seals["partitions"] >= topics[config["KAFKA_TOPIC"]]["partitions"]
+    for spec in topics.values():
         assert int(spec["additionalConfig"]["retention.ms"]) > 0
     # `audit-ingest topics create` (clusters without the operator) makes the same topics.
     assert int(topics[config["KAFKA_TOPIC"]]["additionalConfig"]["retention.ms"]) == (
@@ -200,3 +206,43 @@ def test_generated_names_are_rewritten_inside_the_services(overlay: str) -> None
         (container,) = service["spec"]["template"]["spec"]["containers"]
         for source in container["envFrom"]:
             assert source["configMapRef"]["name"] in names
+
+
+# The sealer: a plain Deployment (a consumer is never scaled to zero on HTTP traffic), its
+# variables are settings, its key comes from a Secret, its metrics port is the setting's.
+def sealer(overlay: str) -> dict[str, Any]:
+    (deployment,) = [
+        d for d in of_kind(overlay, "Deployment") if d["metadata"]["name"] == "audit-sealer"
+    ]
+    return deployment
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_sealer_deployment(overlay: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    deployment = sealer(overlay)
+    assert deployment["metadata"]["namespace"] == "audit-ingest"
+    assert deployment["spec"]["replicas"] >= 1
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["command"] == ["audit-ingest", "seals", "run"]
+    env = {}
+    maps = {doc["metadata"]["name"]: doc["data"] for doc in of_kind(overlay, "ConfigMap")}
+    for source in container["envFrom"]:
+        env.update(maps[source["configMapRef"]["name"]])  # the generated, suffixed name
+    env.update({item["name"]: item.get("value") for item in container["env"]})
+    known = {name.upper() for name in Settings.model_fields}
+    assert set(env) <= known, set(env) - known
+    assert env["NODE_NAME"] is None  # from the pod's name: the transactional id
+    # The key file is in the mounted Secret.
+    (mount,) = container["volumeMounts"]
+    assert env["SEAL_SIGNING_KEY_FILE"].startswith(mount["mountPath"] + "/")
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == "audit-ingest-seal-key"
+    port = {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"]
+    assert str(port) == env["SEALER_METRICS_PORT"]
+    with monkeypatch.context() as patched:
+        for name, value in env.items():
+            patched.setenv(name, value or "sealer-0")
+        assert Settings().seals_topic == config_maps(overlay)["audit-ingest-config"]["SEALS_TOPIC"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "memory" in container["resources"]["limits"]

@@ -13,6 +13,7 @@ import re
 from prometheus_client import REGISTRY
 
 import audit_ingest.metrics  # noqa: F401 - registers the families
+from audit_ingest.sealer import metrics as sealer_metrics  # noqa: F401 - the sealer's
 
 # APISIX's prometheus plugin (APISIX 3.x; apisix/helm/values.yaml deploys 3.17), from
 #   https://github.com/apache/apisix/blob/master/docs/en/latest/plugins/prometheus.md

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -27,6 +28,8 @@ func references(obj runtime.Object, from string) []reference {
 	case *servingv1.Service:
 		spec, namespace = &o.Spec.Template.Spec.PodSpec, o.Namespace
 	case *batchv1.Job:
+		spec, namespace = &o.Spec.Template.Spec, o.Namespace
+	case *appsv1.Deployment:
 		spec, namespace = &o.Spec.Template.Spec, o.Namespace
 	default:
 		return nil
