@@ -20,7 +20,7 @@ from cachetools import LRUCache
 
 from audit_ingest.domain.keys import StoredKey
 from audit_ingest.errors import KeyStoreUnavailable
-from audit_ingest.metrics import KEY_CACHE
+from audit_ingest.metrics import key_cache_series
 from audit_ingest.ports import KeyStore
 
 log = logging.getLogger(__name__)
@@ -66,12 +66,12 @@ class KeyResolver:
         if entry is not None:
             limit = self._ttl if entry.key is not None else self._negative_ttl
             if now - entry.fetched_at < limit:
-                KEY_CACHE.labels("hit").inc()
+                key_cache_series("hit").inc()
                 return entry.key
             if now < self._store_down_until and self._usable_stale(entry, now):
-                KEY_CACHE.labels("stale").inc()
+                key_cache_series("stale").inc()
                 return entry.key
-        KEY_CACHE.labels("miss").inc()
+        key_cache_series("miss").inc()
         pending = self._inflight.get(key_hash)
         if pending is not None:
             return await asyncio.shield(pending)

@@ -5,6 +5,8 @@ Labels take values from small fixed sets only (endpoint, outcome, status), never
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import Counter, Histogram
 
 REQUESTS = Counter(
@@ -65,3 +67,33 @@ DEPENDENCY_ERRORS = Counter(
     "Requests answered 503 because a dependency failed, by dependency (key_store, broker).",
     ["dependency"],
 )
+
+
+# The series a request touches, bound once: `labels()` takes a lock and builds a key on every
+# call, several times per request on the hot path. Label values are from small fixed sets
+# (endpoint labels, outcomes, the status codes we answer), so the caches stay small.
+
+
+@functools.cache
+def request_series(endpoint: str, status: int) -> tuple[Counter, Histogram]:
+    """`REQUESTS` and `REQUEST_SECONDS` of one endpoint and status code."""
+    code = str(status)
+    return REQUESTS.labels(endpoint, code), REQUEST_SECONDS.labels(endpoint, code)
+
+
+@functools.cache
+def events_series(endpoint: str, outcome: str) -> Counter:
+    """`EVENTS` of one endpoint and outcome (accepted, rejected, failed)."""
+    return EVENTS.labels(endpoint, outcome)
+
+
+@functools.cache
+def key_cache_series(result: str) -> Counter:
+    """`KEY_CACHE` of one result (hit, miss, stale)."""
+    return KEY_CACHE.labels(result)
+
+
+@functools.cache
+def rate_limit_series(result: str) -> Counter:
+    """`RATE_LIMIT_DECISIONS` of one result (allowed, limited)."""
+    return RATE_LIMIT_DECISIONS.labels(result)

@@ -27,7 +27,6 @@ from audit_ingest.domain.idempotency import Claim, ClaimState, first_uses
 from audit_ingest.domain.pipeline import CheckedEvent, Rules, build_event_record, check_event
 from audit_ingest.domain.principal import Principal
 from audit_ingest.domain.records import KafkaRecord
-from audit_ingest.domain.timestamps import format_rfc3339_ms
 from audit_ingest.errors import FieldError, InvalidEvent, SinkUnavailable, Unavailable
 from audit_ingest.metrics import DLQ_RECORDS, IDEMPOTENCY
 from audit_ingest.ports import IdempotencyStore, Publisher
@@ -268,7 +267,7 @@ class IngestService:
     ) -> None:
         if self._idempotency is None or all(item.claim is None for item, _ in claimed):
             return
-        received_at = format_rfc3339_ms(request.received_at)
+        received_at = request.received_text
         done: list[tuple[Claim, str]] = []
         failed: list[Claim] = []
         for item, event_id in claimed:
@@ -302,7 +301,7 @@ class IngestService:
             errors=errors,
             tenant_id=principal.tenant_id,
             request_id=request.request_id,
-            received_at=format_rfc3339_ms(request.received_at),
+            received_at=request.received_text,
             api_key_id=principal.api_key_id,
             origin=envelope.origin,
         )

@@ -4,8 +4,11 @@
 needs them, so this adapter drives the synchronous `Producer`: `produce()` from the event loop
 (it only enqueues), a daemon thread serving `poll()`, and the delivery reports of one
 `publish()` call filling one slot each and, with the last, settling one asyncio future through
-`call_soon_threadsafe` (one future and one wake-up per request, not per record: a batch of 1000
-used to cost 1000 futures, 1000 thread-safe calls and an `asyncio.wait` over 1000 futures).
+`call_soon_threadsafe` (one future per request, not per record: a batch of 1000 used to cost
+1000 futures, 1000 thread-safe calls and an `asyncio.wait` over 1000 futures). The futures that
+one `poll()` settles are woken together, with one thread-safe call (`Wakeups`): under load one
+poll serves the reports of many requests, and each thread-safe call is a write to the loop's
+self-pipe and a loop wake-up.
 A request is answered only once every one of its records has its report (or its deadline
 passed), which is what makes a 202 mean "durable".
 
@@ -16,13 +19,14 @@ producer (librdkafka cannot recover from those in place), and flushed by `close(
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import itertools
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -67,6 +71,7 @@ class KafkaPublisher:
         self._fatal = False
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self._wakeups = Wakeups()
 
     # -- lifecycle -------------------------------------------------------------------------
     def _get_producer(self) -> Producer:
@@ -91,6 +96,7 @@ class KafkaPublisher:
         # requests answer 503 at once instead of at their deadline.
         producer.purge(in_queue=True, in_flight=True, blocking=False)
         producer.poll(0)
+        self._wakeups.flush()
 
     def _poll_forever(self) -> None:
         while not self._stop.is_set():
@@ -98,7 +104,10 @@ class KafkaPublisher:
             if producer is None:
                 self._stop.wait(self._poll_interval)
                 continue
-            producer.poll(self._poll_interval)
+            try:
+                producer.poll(self._poll_interval)
+            finally:
+                self._wakeups.flush()
 
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal():
@@ -114,6 +123,7 @@ class KafkaPublisher:
         remaining = 0
         if producer is not None:
             remaining = producer.flush(timeout)
+            self._wakeups.flush()
             if remaining:
                 log.error("kafka flush left %d record(s) undelivered", remaining)
         self._stop.set()
@@ -131,7 +141,7 @@ class KafkaPublisher:
         except KafkaException as exc:
             failure = Delivery(False, f"producer unavailable: {exc}")
             return [failure for _ in records]
-        awaited = AwaitedRecords(loop.create_future(), len(records))
+        awaited = AwaitedRecords(loop.create_future(), len(records), self._wakeups.add)
         produced = 0
         for index, record in enumerate(records):
             try:
@@ -152,11 +162,19 @@ class KafkaPublisher:
         awaited.seal(produced)
         started = time.perf_counter()
         if not awaited.future.done():
-            await asyncio.wait((awaited.future,), timeout=timeout)
-        if awaited.future.done():
+            # The deadline settles the same future (cheaper than `asyncio.wait`, which adds a
+            # waiter future and callbacks to every request).
+            deadline = loop.call_later(timeout, _set_once, awaited.future)
+            try:
+                await awaited.future
+            finally:
+                deadline.cancel()
+        results = list(awaited.results)
+        if None not in results:
             KAFKA_DELIVERY_SECONDS.observe(time.perf_counter() - started)
+            return results  # type: ignore[return-value]  # no None left
         late = Delivery(False, f"not acknowledged within {timeout:.1f} s")
-        return [late if result is None else result for result in list(awaited.results)]
+        return [late if result is None else result for result in results]
 
     def publish_nowait(self, records: Sequence[KafkaRecord]) -> None:
         try:
@@ -192,16 +210,23 @@ class AwaitedRecords:
 
     Reports arrive on the poll thread. Each takes a ticket (`next()` on a counter is atomic),
     as does the loop once it has produced every record; whoever takes the last ticket settles
-    the future, once, without a lock.
+    the future, once, without a lock: on the loop, at once; on the poll thread, through
+    `wake` (by default a thread-safe call per future; the publisher passes `Wakeups.add`).
     """
 
-    __slots__ = ("_last", "_tickets", "future", "results")
+    __slots__ = ("_last", "_tickets", "_wake", "future", "results")
 
-    def __init__(self, future: asyncio.Future[None], count: int) -> None:
+    def __init__(
+        self,
+        future: asyncio.Future[None],
+        count: int,
+        wake: Callable[[asyncio.Future[None]], None] | None = None,
+    ) -> None:
         self.future = future
         self.results: list[Delivery | None] = [None] * count
         self._tickets = itertools.count(1)
         self._last = 0  # set by seal(): records produced + 1 (the loop's own ticket)
+        self._wake = wake or _wake_now
 
     def on_delivery(self, index: int, error: KafkaError | None, _message: Message) -> None:
         if error is None:
@@ -209,9 +234,7 @@ class AwaitedRecords:
         else:
             self.results[index] = Delivery(False, str(error), retriable=not _is_permanent(error))
         if next(self._tickets) == self._last:
-            # A closed loop means the request is gone already: nothing is waiting for it.
-            with contextlib.suppress(RuntimeError):
-                self.future.get_loop().call_soon_threadsafe(_set_once, self.future)
+            self._wake(self.future)
 
     def seal(self, produced: int) -> None:
         """Called on the loop once `produced` records are queued (the others failed at once)."""
@@ -220,9 +243,51 @@ class AwaitedRecords:
             _set_once(self.future)
 
 
+class Wakeups:
+    """Futures whose last report arrived, woken together after the `poll()` that served them.
+
+    `add` runs inside `poll()` (the poll thread, or the loop's own `poll(0)` when a producer is
+    retired); `flush` after it: one `call_soon_threadsafe` per event loop for all of them.
+    A deque: its append and popleft are atomic, so a report served on another thread during a
+    flush is woken by this flush or the next, never lost.
+    """
+
+    __slots__ = ("_due",)
+
+    def __init__(self) -> None:
+        self._due: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def add(self, future: asyncio.Future[None]) -> None:
+        self._due.append(future)
+
+    def flush(self) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        while True:
+            try:
+                future = self._due.popleft()
+            except IndexError:
+                break
+            by_loop.setdefault(future.get_loop(), []).append(future)
+        for loop, futures in by_loop.items():
+            # A closed loop means the requests are gone already: nothing is waiting for them.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_set_all, futures)
+
+
+def _wake_now(future: asyncio.Future[None]) -> None:
+    with contextlib.suppress(RuntimeError):
+        future.get_loop().call_soon_threadsafe(_set_once, future)
+
+
 def _set_once(future: asyncio.Future[None]) -> None:  # on the future's loop
     if not future.done():
         future.set_result(None)
+
+
+def _set_all(futures: list[asyncio.Future[None]]) -> None:  # on the futures' loop
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
 
 
 def _log_failure(error: KafkaError | None, message: Message) -> None:

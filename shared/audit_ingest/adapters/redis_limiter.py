@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from audit_ingest.domain.ratelimit import RateDecision, decide, window_of
-from audit_ingest.metrics import RATE_LIMIT_DECISIONS, RATE_LIMIT_FAIL_OPEN
+from audit_ingest.metrics import RATE_LIMIT_FAIL_OPEN, rate_limit_series
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class RedisRateLimiter:
         if decision is None:
             RATE_LIMIT_FAIL_OPEN.inc()
             decision = decide(self._count_locally(key_id, window), limit, reset, degraded=True)
-        RATE_LIMIT_DECISIONS.labels("allowed" if decision.allowed else "limited").inc()
+        rate_limit_series("allowed" if decision.allowed else "limited").inc()
         return decision
 
     async def _increment(self, key: str) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,12 +19,20 @@ MAX_USER_AGENT_LENGTH = 512
 
 @dataclass(frozen=True, slots=True)
 class RequestContext:
-    """Facts about the HTTP request, gathered once at the edge."""
+    """Facts about the HTTP request, gathered once at the edge.
+
+    `received_text` is `received_at` as the service writes it (RFC 3339, milliseconds), made
+    once: the record, the answer and the idempotency store all carry it.
+    """
 
     request_id: str
     received_at: datetime
     client_ip: str | None = None
     user_agent: str | None = None
+    received_text: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "received_text", format_rfc3339_ms(self.received_at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +76,7 @@ def enrich(
         "tenant_id": principal.tenant_id,
         "timestamp": format_rfc3339_ms(valid.occurred_at),
         "event_date": valid.occurred_at.date().isoformat(),
-        "received_at": format_rfc3339_ms(request.received_at),
+        "received_at": request.received_text,
         "actor": blocks["actor"],
         "action": {"name": event.action.name.lower()},
         "resource": blocks["resource"],

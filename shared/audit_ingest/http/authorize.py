@@ -47,7 +47,7 @@ async def _answer(exchange: Exchange, operation: Operation, app: AuthorizeApp) -
 
 async def _authorize(exchange: Exchange, app: AuthorizeApp) -> Response:
     now = datetime.now(UTC)
-    principal = await app.authenticator.authenticate(exchange.request.headers, now)
+    principal = await app.authenticator.authenticate(exchange.request_headers, now)
     exchange.fields["tenant_id"] = principal.tenant_id
     exchange.fields["api_key_id"] = principal.api_key_id
     token = sign_principal(

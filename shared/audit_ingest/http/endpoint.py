@@ -8,6 +8,7 @@ endpoint.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import partial
 
@@ -19,7 +20,6 @@ from audit_ingest.bootstrap import IngestApp, get_app
 from audit_ingest.domain.enrichment import RequestContext
 from audit_ingest.domain.model import MAX_IDEMPOTENCY_KEY_LENGTH
 from audit_ingest.domain.ratelimit import rate_headers
-from audit_ingest.domain.timestamps import format_rfc3339_ms
 from audit_ingest.errors import MalformedBody, RateLimited, SinkUnavailable, UnsupportedMediaType
 from audit_ingest.http.body import decode_content, read_body
 from audit_ingest.http.edge import JSON, Edge, Exchange, json_response
@@ -51,8 +51,9 @@ async def _answer(
 
 async def _ingest(exchange: Exchange, endpoint: Endpoint, app: IngestApp) -> Response:
     request, headers, fields = exchange.request, exchange.headers, exchange.fields
+    received = exchange.request_headers
     received_at = datetime.now(UTC)
-    principal = await app.authenticator.authenticate(request.headers, received_at)
+    principal = await app.authenticator.authenticate(received, received_at)
     fields["tenant_id"] = principal.tenant_id
     fields["api_key_id"] = principal.api_key_id
     if app.limiter is not None:
@@ -62,17 +63,19 @@ async def _ingest(exchange: Exchange, endpoint: Endpoint, app: IngestApp) -> Res
         if not decision.allowed:
             raise RateLimited(decision.limit, decision.reset_seconds)
     batch = endpoint is Endpoint.BATCH
-    request_key = None if batch else _idempotency_header(request)
-    _check_media_type(request, BATCH_MEDIA_TYPES if batch else SINGLE_MEDIA_TYPES)
+    request_key = None if batch else _idempotency_header(received)
+    _check_media_type(received, BATCH_MEDIA_TYPES if batch else SINGLE_MEDIA_TYPES)
     limits = app.limits
     limit = limits.max_batch_body_bytes if batch else limits.max_event_bytes
     body = decode_content(
-        await read_body(request, limit), request.headers.get("content-encoding"), limit
+        await read_body(request, limit, received.get("content-length")),
+        received.get("content-encoding"),
+        limit,
     )
     envelopes = (
-        parse_batch(request.headers, body, max_events=limits.max_batch_events)
+        parse_batch(received, body, max_events=limits.max_batch_events)
         if batch
-        else [parse_single(request.headers, body)]
+        else [parse_single(received, body)]
     )
     fields["events"] = len(envelopes)
     if batch:
@@ -80,8 +83,8 @@ async def _ingest(exchange: Exchange, endpoint: Endpoint, app: IngestApp) -> Res
     context = RequestContext(
         request_id=exchange.request_id,
         received_at=received_at,
-        client_ip=_client_ip(request, app.settings.client_ip_header),
-        user_agent=request.headers.get("user-agent"),
+        client_ip=_client_ip(request, received, app.settings.client_ip_header),
+        user_agent=received.get("user-agent"),
     )
     label = endpoint.name.lower()
     try:
@@ -92,14 +95,14 @@ async def _ingest(exchange: Exchange, endpoint: Endpoint, app: IngestApp) -> Res
             request_idempotency_key=request_key,
         )
     except SinkUnavailable:
-        metrics.EVENTS.labels(label, "failed").inc(len(envelopes))
+        metrics.events_series(label, "failed").inc(len(envelopes))
         raise
     # One metric update per outcome kind, not per event (a batch holds up to 1000).
     for kind, count in Counter(_outcome_label(outcome) for outcome in outcomes).items():
-        metrics.EVENTS.labels(label, kind).inc(count)
+        metrics.events_series(label, kind).inc(count)
     fields["accepted"] = sum(isinstance(outcome, Accepted) for outcome in outcomes)
     fields["rejected"] = len(outcomes) - fields["accepted"]
-    stamp = format_rfc3339_ms(received_at)
+    stamp = context.received_text
     body_out = batch_body(outcomes, stamp) if batch else single_body(outcomes[0], stamp)
     return json_response(body_out, 202, headers)
 
@@ -110,8 +113,8 @@ def _outcome_label(outcome: Outcome) -> str:
     return "failed" if any(e.code in SINK_CODES for e in outcome.errors) else "rejected"
 
 
-def _idempotency_header(request: Request) -> str | None:
-    value = request.headers.get("idempotency-key")
+def _idempotency_header(received: Mapping[str, str]) -> str | None:
+    value = received.get("idempotency-key")
     if value is not None and not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY_LENGTH:
         raise MalformedBody(
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters.",
@@ -120,9 +123,9 @@ def _idempotency_header(request: Request) -> str | None:
     return value
 
 
-def _check_media_type(request: Request, accepted: tuple[str, ...]) -> None:
-    kind = media_type(request.headers.get("content-type"))
-    if is_binary_cloudevent(request.headers):
+def _check_media_type(received: Mapping[str, str], accepted: tuple[str, ...]) -> None:
+    kind = media_type(received.get("content-type"))
+    if is_binary_cloudevent(received):
         accepted = (JSON, "")
     if kind not in accepted:
         raise UnsupportedMediaType(kind, tuple(a for a in accepted if a))
@@ -143,9 +146,9 @@ async def _ready(app: IngestApp, headers: dict[str, str]) -> Response:
     return json_response(body, 200 if ready else 503, headers)
 
 
-def _client_ip(request: Request, header: str | None) -> str | None:
+def _client_ip(request: Request, received: Mapping[str, str], header: str | None) -> str | None:
     if header:
-        value = request.headers.get(header)
+        value = received.get(header.lower())
         return value.strip()[:64] if value else None
     return request.client.host if request.client else None
 

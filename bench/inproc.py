@@ -1,0 +1,198 @@
+"""CPU per request of the function's own code, without the HTTP server: for A/B of a change.
+
+    uv run python -m bench.inproc --env /path/stack.env [--body single] [--requests 20000]
+        [--concurrency 32] [--profile out.pstats] [--mode inline|gateway|authorize]
+
+Drives the function's ASGI app exactly as functions-framework builds it (`create_asgi_app` on
+`functions/<name>/main.py`: Starlette, its middleware, our edge, the service) with real adapters
+(Kafka, Redis, PostgreSQL of a running stack: `python -m devstack up` writes the env file), and
+`concurrency` requests in flight at once, as the server would hand them over. The HTTP server
+(uvicorn, httptools, the socket writes) is the part left out: it is the same for every change
+to our code, and `make bench` measures it with the rest.
+
+Prints process CPU per request (every thread: the librdkafka threads' share of producing is in
+it) and wall time per request. Figures move with the machine's load; compare runs made back to
+back, or count instructions instead (`valgrind --tool=callgrind` around this command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import bodies
+
+REPO = Path(__file__).resolve().parent.parent
+# A throwaway secret for an in-process run: it signs tokens this process alone checks.
+GATEWAY_SECRET = "bench-inproc-gateway-secret-0123456789abcdef"  # noqa: S105
+TARGETS = {
+    "single": ("ingest_event", "/v1/events"),
+    "batch100": ("ingest_batch", "/v1/events/batch"),
+    "batch1000": ("ingest_batch", "/v1/events/batch"),
+}
+
+
+def _load_env(path: Path) -> None:
+    for line in path.read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            os.environ.setdefault(name.strip(), value.strip())
+
+
+def _body(name: str, seq: int) -> bytes:
+    size = bodies.SIZES[name]
+    body: object = (
+        bodies.event(0) if size == 1 else {"events": [bodies.event(i) for i in range(size)]}
+    )
+    return orjson.dumps(body).replace(b"__SEQ__", str(seq).encode())
+
+
+def _scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8080),
+        "state": {},
+    }
+
+
+async def _one(app: Any, scope: dict[str, Any], body: bytes) -> int:
+    sent = False
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.sleep(3600)  # a disconnect never comes
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+async def _drive(args: argparse.Namespace, app: Any, headers: list[tuple[bytes, bytes]]) -> None:
+    path = TARGETS[args.body][1]
+    # Bodies made up front: their building is the generator's cost, not the function's.
+    payloads = [_body(args.body, seq) for seq in range(args.requests + args.warmup)]
+    statuses: dict[int, int] = {}
+    queue = iter(payloads)
+
+    async def worker() -> None:
+        for body in queue:
+            h = [*headers, (b"content-length", str(len(body)).encode())]
+            code = await _one(app, _scope(path, h), body)
+            statuses[code] = statuses.get(code, 0) + 1
+
+    warm = iter(payloads[: args.warmup])
+    queue = warm
+    await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+    queue = iter(payloads[args.warmup :])
+    statuses.clear()
+    profiler = cProfile.Profile() if args.profile else None
+    cpu0, main0, wall0 = time.process_time(), time.thread_time(), time.perf_counter()
+    if profiler:
+        profiler.enable()
+    await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    main_thread = time.thread_time() - main0
+    events = args.requests * bodies.SIZES[args.body]
+    print(
+        f"{args.body} mode={args.mode} requests={args.requests} concurrency={args.concurrency}: "
+        f"cpu {cpu / args.requests * 1e6:.1f} us/request, "
+        f"{cpu / events * 1e6:.2f} us/event (event loop thread {main_thread / events * 1e6:.2f}), "
+        f"wall {wall / args.requests * 1e6:.1f} us/request; "
+        f"statuses {statuses}",
+        file=sys.__stdout__,
+        flush=True,
+    )
+    if set(statuses) != {202}:
+        raise SystemExit("not every request was accepted")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--env", type=Path, required=True, help="a devstack stack.env")
+    parser.add_argument("--body", choices=sorted(TARGETS), default="single")
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--warmup", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--mode", choices=("inline", "gateway"), default="inline")
+    parser.add_argument("--noop", action="store_true", help="the framework floor (B0f's handler)")
+    parser.add_argument("--profile", default="", help="write cProfile stats of the measured part")
+    args = parser.parse_args()
+    _load_env(args.env)
+    # The function's own log level (an access line per request) and its line writes, to
+    # /dev/null: the figures below go to the real stdout.
+    os.environ.setdefault("LOG_LEVEL", "INFO")
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115  # the process's lifetime
+    os.environ["AUTH_MODE"] = args.mode
+    os.environ.setdefault("RATE_LIMIT_DEFAULT", "100000000")
+    sys.path.insert(0, str(REPO / "shared"))
+
+    from functions_framework.aio import create_asgi_app
+
+    from audit_ingest.adapters.key_admin import create_key
+    from audit_ingest.domain.gateway_token import PRINCIPAL_HEADER, sign_principal
+    from audit_ingest.domain.principal import Principal
+    from audit_ingest.settings import Settings
+
+    headers = [(b"content-type", b"application/json"), (b"user-agent", b"bench-inproc")]
+    if args.mode == "gateway":
+        os.environ.setdefault("GATEWAY_SIGNING_SECRET", GATEWAY_SECRET)
+        settings = Settings()
+        secret = settings.signing_secret()
+        assert secret is not None
+        principal = Principal(str(uuid.uuid4()), str(uuid.uuid4()), ("events:write",), 10**8)
+        token = sign_principal(principal, secret=secret, now=int(time.time()), ttl=3600)
+        headers.append((PRINCIPAL_HEADER.lower().encode(), token.encode()))
+    else:
+        settings = Settings()
+        issued = create_key(
+            settings.database_url.get_secret_value(),
+            tenant_id=uuid.uuid4(),
+            name="bench-inproc",
+            scopes=("events:write",),
+            rate_limit=10**8,
+            expires_at=None,
+        )
+        headers.append((b"x-api-key", issued.secret.encode()))
+    target, _ = TARGETS[args.body]
+    source = REPO / "functions" / target / "main.py"
+    if args.noop:
+        target, source = "noop", REPO / "bench" / "functions" / "noop" / "main.py"
+    app = create_asgi_app(target=target, source=str(source), signature_type="http")
+    import uvloop  # what uvicorn runs (uvicorn[standard])
+
+    uvloop.run(_drive(args, app, headers))
+
+
+if __name__ == "__main__":
+    main()
