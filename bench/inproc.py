@@ -38,6 +38,8 @@ TARGETS = {
     "single": ("ingest_event", "/v1/events"),
     "batch100": ("ingest_batch", "/v1/events/batch"),
     "batch1000": ("ingest_batch", "/v1/events/batch"),
+    # APISIX forward-auth's call: GET /authorize with the client's X-API-Key, no body.
+    "authorize": ("authorize", "/authorize"),
 }
 
 
@@ -49,6 +51,8 @@ def _load_env(path: Path) -> None:
 
 
 def _body(name: str, seq: int) -> bytes:
+    if name == "authorize":
+        return b""
     size = bodies.SIZES[name]
     body: object = (
         bodies.event(0) if size == 1 else {"events": [bodies.event(i) for i in range(size)]}
@@ -61,7 +65,7 @@ def _scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": "1.1",
-        "method": "POST",
+        "method": "GET" if path == TARGETS["authorize"][1] else "POST",
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
@@ -97,6 +101,7 @@ async def _one(app: Any, scope: dict[str, Any], body: bytes) -> int:
 
 async def _drive(args: argparse.Namespace, app: Any, headers: list[tuple[bytes, bytes]]) -> None:
     path = TARGETS[args.body][1]
+    expected = 200 if args.body == "authorize" else 202
     # Bodies made up front: their building is the generator's cost, not the function's.
     payloads = [_body(args.body, seq) for seq in range(args.requests + args.warmup)]
     statuses: dict[int, int] = {}
@@ -107,6 +112,8 @@ async def _drive(args: argparse.Namespace, app: Any, headers: list[tuple[bytes, 
             h = [*headers, (b"content-length", str(len(body)).encode())]
             code = await _one(app, _scope(path, h), body)
             statuses[code] = statuses.get(code, 0) + 1
+            if code != expected:
+                raise SystemExit(f"answered {code}, not {expected}")
 
     warm = iter(payloads[: args.warmup])
     queue = warm
@@ -123,7 +130,7 @@ async def _drive(args: argparse.Namespace, app: Any, headers: list[tuple[bytes, 
         profiler.dump_stats(args.profile)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     main_thread = time.thread_time() - main0
-    events = args.requests * bodies.SIZES[args.body]
+    events = args.requests * bodies.SIZES.get(args.body, 1)
     print(
         f"{args.body} mode={args.mode} requests={args.requests} concurrency={args.concurrency}: "
         f"cpu {cpu / args.requests * 1e6:.1f} us/request, "
@@ -133,8 +140,6 @@ async def _drive(args: argparse.Namespace, app: Any, headers: list[tuple[bytes, 
         file=sys.__stdout__,
         flush=True,
     )
-    if set(statuses) != {202}:
-        raise SystemExit("not every request was accepted")
 
 
 def main() -> None:
@@ -153,7 +158,7 @@ def main() -> None:
     # /dev/null: the figures below go to the real stdout.
     os.environ.setdefault("LOG_LEVEL", "INFO")
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115  # the process's lifetime
-    os.environ["AUTH_MODE"] = args.mode
+    os.environ["AUTH_MODE"] = "inline" if args.body == "authorize" else args.mode
     os.environ.setdefault("RATE_LIMIT_DEFAULT", "100000000")
     sys.path.insert(0, str(REPO / "shared"))
 
@@ -165,8 +170,9 @@ def main() -> None:
     from audit_ingest.settings import Settings
 
     headers = [(b"content-type", b"application/json"), (b"user-agent", b"bench-inproc")]
-    if args.mode == "gateway":
+    if args.mode == "gateway" or args.body == "authorize":
         os.environ.setdefault("GATEWAY_SIGNING_SECRET", GATEWAY_SECRET)
+    if args.mode == "gateway" and args.body != "authorize":
         settings = Settings()
         secret = settings.signing_secret()
         assert secret is not None

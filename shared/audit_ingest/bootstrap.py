@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 from audit_ingest.adapters.kafka import KafkaPublisher
 from audit_ingest.adapters.redis_idempotency import RedisIdempotencyStore
 from audit_ingest.adapters.redis_limiter import RedisRateLimiter
-from audit_ingest.auth import Authenticator, GatewayAuthenticator, InlineAuthenticator
+from audit_ingest.auth import (
+    Authenticator,
+    GatewayAuthenticator,
+    InlineAuthenticator,
+    PrincipalSigner,
+)
 from audit_ingest.domain.enrichment import Processing
 from audit_ingest.domain.limits import Limits
 from audit_ingest.domain.pipeline import Rules
@@ -282,6 +287,7 @@ class AuthorizeApp:
     key_store: KeyStore
     authenticator: Authenticator
     secret: bytes
+    signer: PrincipalSigner
 
 
 def build_authorize_app(settings: Settings, *, key_store: KeyStore | None = None) -> AuthorizeApp:
@@ -293,7 +299,8 @@ def build_authorize_app(settings: Settings, *, key_store: KeyStore | None = None
         )
     key_store = key_store or build_key_store(settings)
     authenticator = InlineAuthenticator(build_resolver(settings, key_store))
-    return AuthorizeApp(settings, key_store, authenticator, secret)
+    signer = PrincipalSigner(secret, settings.gateway_principal_ttl_seconds)
+    return AuthorizeApp(settings, key_store, authenticator, secret, signer)
 
 
 _authorize_app: AuthorizeApp | None = None

@@ -8,6 +8,7 @@ and the checks (signature, `exp`, `iat`, audience), not hand-written code.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -40,10 +41,40 @@ def sign_principal(principal: Principal, *, secret: bytes, now: int, ttl: int) -
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+@dataclass(frozen=True, slots=True)
+class SignedPrincipal:
+    """What a token says, its signature and audience checked: who, and when it is valid."""
+
+    principal: Principal
+    issued_at: int
+    expires_at: int
+
+    def valid_at(self, now: int) -> Principal:
+        """The principal, if the token is valid at `now` (Unix seconds, with the leeway).
+
+        :raises Unauthenticated: issued in the future or expired.
+        """
+        if self.issued_at > now + LEEWAY_SECONDS or self.expires_at < now - LEEWAY_SECONDS:
+            raise Unauthenticated("The gateway's signed principal has expired.")
+        return self.principal
+
+
 def verify_principal(token: str | None, *, secret: bytes, now: int) -> Principal:
     """The principal in a valid token.
 
     :raises Unauthenticated: missing, malformed, forged, expired or for another audience.
+    """
+    return read_principal(token, secret=secret).valid_at(now)
+
+
+def read_principal(token: str | None, *, secret: bytes) -> SignedPrincipal:
+    """A token's principal and validity window; its signature and audience checked, not its
+    time (`SignedPrincipal.valid_at` checks that, against the caller's clock).
+
+    The answer depends on the token's bytes and the secret only, so a caller may keep it for
+    the same token and call `valid_at` on each use.
+
+    :raises Unauthenticated: missing, malformed, forged or for another audience.
     """
     if not token:
         raise Unauthenticated(
@@ -56,22 +87,28 @@ def verify_principal(token: str | None, *, secret: bytes, now: int) -> Principal
             algorithms=[ALGORITHM],
             audience=AUDIENCE,
             leeway=LEEWAY_SECONDS,
-            # Time is checked below against the caller's clock, not the library's.
+            # Time is checked by `valid_at`, against the caller's clock, not the library's.
             options={"require": ["exp", "iat", "aud"], "verify_exp": False, "verify_iat": False},
         )
-        if claims["iat"] > now + LEEWAY_SECONDS or claims["exp"] < now - LEEWAY_SECONDS:
-            raise jwt.ExpiredSignatureError("outside its validity window")
-        principal = Principal(
-            tenant_id=_text(claims, "tenant_id"),
-            api_key_id=_text(claims, "api_key_id"),
-            scopes=tuple(_texts(claims, "scopes")),
-            rate_limit=int(claims["rate_limit"]),
+        return SignedPrincipal(
+            Principal(
+                tenant_id=_text(claims, "tenant_id"),
+                api_key_id=_text(claims, "api_key_id"),
+                scopes=tuple(_texts(claims, "scopes")),
+                rate_limit=int(claims["rate_limit"]),
+            ),
+            issued_at=_seconds(claims, "iat"),
+            expires_at=_seconds(claims, "exp"),
         )
-    except jwt.ExpiredSignatureError:
-        raise Unauthenticated("The gateway's signed principal has expired.") from None
     except (jwt.InvalidTokenError, KeyError, TypeError, ValueError):
         raise Unauthenticated("The gateway's signed principal is not valid.") from None
-    return principal
+
+
+def _seconds(claims: dict[str, Any], name: str) -> int:
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(name)
+    return int(value)
 
 
 def _text(claims: dict[str, Any], name: str) -> str:

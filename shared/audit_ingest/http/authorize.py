@@ -23,7 +23,6 @@ from audit_ingest.domain.gateway_token import (
     PRINCIPAL_HEADER,
     RATE_LIMIT_HEADER,
     TENANT_HEADER,
-    sign_principal,
 )
 from audit_ingest.http.edge import Edge, Exchange, json_response
 from audit_ingest.http.routes import Operation, resolve_authorize
@@ -50,12 +49,7 @@ async def _authorize(exchange: Exchange, app: AuthorizeApp) -> Response:
     principal = await app.authenticator.authenticate(exchange.request_headers, now)
     exchange.fields["tenant_id"] = principal.tenant_id
     exchange.fields["api_key_id"] = principal.api_key_id
-    token = sign_principal(
-        principal,
-        secret=app.secret,
-        now=int(now.timestamp()),
-        ttl=app.settings.gateway_principal_ttl_seconds,
-    )
+    token = app.signer.token(principal, int(now.timestamp()))
     exchange.headers.update(
         {
             PRINCIPAL_HEADER: token,
