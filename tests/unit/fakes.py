@@ -55,15 +55,6 @@ class FakeKeyStore:
     async def ping(self, timeout: float) -> bool:
         return not self.down
 
-    async def lookup(self, tenant_id: str, key: str) -> ClaimState | None:
-        if self.down:
-            raise Unavailable("down")
-        current = self.records.get((tenant_id, key))
-        if current is None or current[0] == "retry":
-            return None
-        received_at = current[3] if current[0] == "done" else None
-        return ClaimState(current[0], current[1], current[2], received_at)  # type: ignore[arg-type]
-
     async def close(self) -> None:
         return None
 
@@ -82,15 +73,6 @@ class FakeLimiter:
 
     async def ping(self) -> bool:
         return not self.degraded
-
-    async def lookup(self, tenant_id: str, key: str) -> ClaimState | None:
-        if self.down:
-            raise Unavailable("down")
-        current = self.records.get((tenant_id, key))
-        if current is None or current[0] == "retry":
-            return None
-        received_at = current[3] if current[0] == "done" else None
-        return ClaimState(current[0], current[1], current[2], received_at)  # type: ignore[arg-type]
 
     async def close(self) -> None:
         return None
