@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,13 +44,22 @@ class FunctionProcess:
         return self.log.read_text(errors="replace")
 
 
-def start_function(target: str, env: dict[str, str], log_dir: Path) -> FunctionProcess:
+def start_function(
+    target: str,
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    exec_prefix: Sequence[str] = (),
+) -> FunctionProcess:
+    """Start `target` listening on `host` (`exec_prefix`: e.g. `ip netns exec <ns>`)."""
     (port,) = free_ports(1)
     log = log_dir / f"{target}.log"
     executable = shutil.which("functions-framework", path=str(Path(sys.executable).parent))
     assert executable, "functions-framework is not installed in this environment"
     process = subprocess.Popen(
         [
+            *exec_prefix,
             executable,
             "--target",
             target,
@@ -58,7 +67,7 @@ def start_function(target: str, env: dict[str, str], log_dir: Path) -> FunctionP
             f"functions/{target}/main.py",
             "--asgi",
             "--host",
-            "127.0.0.1",
+            host,
             "--port",
             str(port),
         ],
@@ -67,7 +76,7 @@ def start_function(target: str, env: dict[str, str], log_dir: Path) -> FunctionP
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:

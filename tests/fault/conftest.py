@@ -1,9 +1,15 @@
 """Fixtures of the fault tier: a private 3-broker cluster, PostgreSQL and Redis; results.
 
-The stack is private to this tier (its own folder and free loopback ports; the shell's
+The stack is private to this tier (its own folder and free ports; the shell's
 DATABASE_URL / REDIS_URL / KAFKA_BOOTSTRAP_SERVERS are ignored), so faults never touch the
-integration and e2e stack or a `make run`. Before each test the stack is brought back to full
-health: every node up and unpaused, every partition fully in sync, PostgreSQL and Redis up.
+integration and e2e stack or a `make run`. As root (with `ip netns`), each broker and each
+function runs in a network namespace of its own and the brokers' log directories and
+PostgreSQL's data sit on small tmpfs filesystems (devstack/netns.py, devstack/cluster.py);
+otherwise everything runs on loopback and the network and disk faults are skipped, with the
+reason (`FAULT_NETNS=0` forces loopback). Before each test the stack is brought back to full
+health: no partition, slow link or full disk left, every node up and unpaused, every
+partition fully in sync, PostgreSQL and Redis up. Namespaces and mounts are removed at the
+end even after a failure, and those of a killed earlier run when the next one starts.
 """
 
 from __future__ import annotations
@@ -18,10 +24,22 @@ from typing import Any
 
 import pytest
 from devstack.cluster import ClusterStack
+from devstack.netns import Topology
 
 from audit_ingest.adapters.migrations import migrate
 from tests.fault import profiles
-from tests.fault.harness import RESULTS
+from tests.fault.harness import (
+    RESULTS,
+    Run,
+    RunFault,
+    RunResult,
+    Scenario,
+    execute,
+    isolation_unavailable,
+    prepare,
+    save_summary,
+)
+from tests.fault.verifier import check_gate
 from tests.stack import KAFKA_LIBS, REPO
 
 COLUMNS = (
@@ -65,7 +83,7 @@ def cluster() -> Iterator[ClusterStack]:
     # root, so it must be able to enter the folder.
     root = Path(tempfile.mkdtemp(prefix="audit-ingest-fault-"))
     root.chmod(0o755)
-    stack = ClusterStack(root, kafka_libs=KAFKA_LIBS)
+    stack = ClusterStack(root, kafka_libs=KAFKA_LIBS, isolated=isolation_unavailable() is None)
     try:
         stack.start()
         migrate(stack.postgres.url)
@@ -74,12 +92,19 @@ def cluster() -> Iterator[ClusterStack]:
         try:
             stack.stop(graceful=False)  # the folder is deleted next: no need to flush
         finally:
-            shutil.rmtree(root, ignore_errors=True)
+            try:
+                stack.release()  # namespaces and mounts, even after a failure
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
 def healthy(cluster: ClusterStack) -> ClusterStack:
-    """The stack as a test expects to find it: everything up, every replica in sync."""
+    """The stack as a test expects to find it: everything up, every replica in sync.
+
+    Also undoes any network or disk fault a failed test left behind.
+    """
+    cluster.heal()
     for node in cluster.kafka.nodes:
         node.signal(signal.SIGCONT)
     down = [node.node_id for node in cluster.kafka.nodes if not node.is_running()]
@@ -91,6 +116,62 @@ def healthy(cluster: ClusterStack) -> ClusterStack:
             service.start()
     cluster.kafka.wait_healthy(timeout=120)
     return cluster
+
+
+@pytest.fixture
+def run_fault(
+    healthy: ClusterStack,
+    profile: profiles.Profile,
+    results_dir: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[RunFault]:
+    """`run_fault(fault, scenario, env=..., attempt_timeout=...)`: prepare, drive, verify, gate.
+
+    Returns the run's result (the gate has passed).
+    """
+    prepared: list[Run] = []
+
+    def go(
+        fault: str,
+        scenario: Scenario,
+        env: dict[str, str] | None = None,
+        attempt_timeout: float | None = None,
+    ) -> RunResult:
+        name = request.node.name.replace("[", "-").replace("]", "")
+        run = prepare(
+            name,
+            profile,
+            healthy,
+            results_dir / name,
+            env_overrides=env,
+            attempt_timeout=attempt_timeout,
+        )
+        prepared.append(run)
+        result = execute(run, scenario, fault)
+        RESULTS.append(result)
+        check_gate(result.verdict)
+        return result
+
+    yield go
+    for run in prepared:
+        run.functions.stop()
+    for result in RESULTS:
+        if any(result.run is run for run in prepared):
+            save_summary(result)  # again: the test body may have added notes
+
+
+@pytest.fixture
+def network(request: pytest.FixtureRequest) -> Topology:
+    """The stack's network topology; the test is skipped (with the reason) without one.
+
+    Checked before the stack starts: list this fixture before `run_fault`.
+    """
+    reason = isolation_unavailable()
+    if reason is not None:
+        pytest.skip(f"no network namespaces: {reason}")
+    stack: ClusterStack = request.getfixturevalue("healthy")
+    assert stack.network is not None
+    return stack.network
 
 
 def _table(rows: list[dict[str, Any]]) -> str:

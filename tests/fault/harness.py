@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
+import sys
 import time
 import uuid
 import zlib
@@ -21,16 +23,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
+import pytest
 from devstack.cluster import ClusterStack
+from devstack.netns import Topology, unavailable_reason
 
 from audit_ingest.adapters.kafka_admin import TopicSpec, create_topics
 from audit_ingest.adapters.key_admin import create_key
-from tests.fault.ledger import Ledger
+from tests.fault.ledger import Attempt, Ledger, Outcome
 from tests.fault.loadgen import KeyRef, LoadGenerator, LoadSpec, Targets, monotonic_clock
 from tests.fault.profiles import Profile
-from tests.fault.verifier import Verdict, read_topic, verify, wait_stable_offsets
+from tests.fault.profiles import current as current_profile
+from tests.fault.verifier import Record, Verdict, read_topic, verify, wait_stable_offsets
 from tests.functions import FunctionProcess, start_function, stop_function
 
 STACK_VARS = ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")
@@ -55,12 +61,32 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+# Namespaces of the two functions in the stack's topology (when it has one).
+FUNCTION_NODES = {"ingest-event": "fe", "ingest-batch": "fb"}
+
+
+def _established_to(host: str, port: int) -> int:
+    """ESTABLISHED TCP connections of this network namespace to `host`:`port` (IPv4)."""
+    address = int.from_bytes(socket.inet_aton(host), sys.byteorder)
+    remote = f"{address:08X}:{port:04X}"
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return 0
+    return sum(1 for line in lines if (f := line.split())[2] == remote and f[3] == "01")
+
+
 @dataclass
 class Functions:
-    """The run's two function processes (gunicorn master + one uvicorn worker each)."""
+    """The run's two function processes (gunicorn master + one uvicorn worker each).
+
+    With a network topology, each function runs in its own namespace (`fe`, `fb`) and
+    listens on that namespace's address.
+    """
 
     env: dict[str, str]
     log_dir: Path
+    network: Topology | None = None
     targets: Targets = field(default_factory=lambda: Targets("", ""))
     single: FunctionProcess | None = None
     batch: FunctionProcess | None = None
@@ -71,7 +97,13 @@ class Functions:
         self.incarnations += 1
         folder = self.log_dir / f"{service}-{self.incarnations}"
         folder.mkdir(parents=True, exist_ok=True)
-        process = start_function(target, {**self.env, "K_SERVICE": service}, folder)
+        env = {**self.env, "K_SERVICE": service}
+        if self.network is None:
+            process = start_function(target, env, folder)
+        else:
+            node = self.network.add_node(FUNCTION_NODES[service])
+            prefix = self.network.exec_prefix(node.name)
+            process = start_function(target, env, folder, host=node.address, exec_prefix=prefix)
         self.logs.append(process.log)
         return process
 
@@ -90,7 +122,10 @@ class Functions:
         """SIGKILL the whole function (worker and master at once), as a crashed pod.
 
         Returns once every process is gone (the worker is not our child: it is polled), so
-        the listening socket is closed and nothing more can connect to it.
+        the listening socket is closed and nothing more can connect to it, and once the
+        client's kernel has seen every connection to it end (no longer ESTABLISHED): a
+        kept-alive connection is then not reused. Across namespaces the teardown takes a hop
+        through the hub, so "gone" and "seen gone" can be milliseconds apart.
         """
         assert self.single is not None
         master = self.single.process
@@ -102,6 +137,12 @@ class Functions:
         deadline = time.monotonic() + 10
         while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.005)
+        server = urlsplit(self.single.url)
+        deadline = time.monotonic() + 2
+        while _established_to(server.hostname or "", server.port or 0):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.002)
 
     def terminate_single(self, timeout: float = 60.0) -> int:
         assert self.single is not None
@@ -165,6 +206,7 @@ class RunResult:
     verdict: Verdict
     run: Run
     seconds: float
+    records: list[Record] = field(default_factory=list)  # every record read back
 
     def row(self) -> dict[str, Any]:
         v = self.verdict
@@ -185,6 +227,41 @@ class RunResult:
             "p99_ms": round(v.p99_ms, 1),
             "seconds": round(self.seconds, 1),
         }
+
+
+def acked(attempt: Attempt) -> bool:
+    return any(item.outcome is Outcome.ACK for item in attempt.items)
+
+
+def within(attempt: Attempt, start: float, end: float) -> bool:
+    """Sent after `start` and answered before `end`."""
+    return attempt.sent >= start and attempt.done <= end
+
+
+def check_retry_after(result: RunResult) -> list[Attempt]:
+    """Every 503 of the run carries Retry-After (asserted); returns the 503s, counted in notes."""
+    unavailable = [a for a in result.run.ledger.attempts if a.status == 503]
+    missing = [a for a in unavailable if a.retry_after is None]
+    assert not missing, f"{len(missing)} 503(s) without Retry-After"
+    result.run.notes["answers_503"] = len(unavailable)
+    return unavailable
+
+
+RunFault = Callable[..., RunResult]
+
+
+def isolation_unavailable() -> str | None:
+    """Why brokers and functions cannot get network namespaces here (None: they can)."""
+    if os.environ.get("FAULT_NETNS", "1") == "0":
+        return "FAULT_NETNS=0: everything on loopback, no namespaces"
+    return unavailable_reason()
+
+
+def reps(fault: str) -> list[Any]:
+    """One parameter per repetition; skipped when the profile does not run this fault."""
+    profile = current_profile()
+    skip = [] if profile.runs(fault) else [pytest.mark.skip(f"not in the {profile.name} profile")]
+    return [pytest.param(i, id=f"rep{i}", marks=skip) for i in range(profile.reps)]
 
 
 # Every run of this session, in order: test_faults.py appends, the conftest's terminal summary
@@ -214,6 +291,7 @@ def prepare(
     out_dir: Path,
     *,
     env_overrides: dict[str, str] | None = None,
+    attempt_timeout: float | None = None,
 ) -> Run:
     """Topics, keys and function processes for one run (the load is not started yet)."""
     run_id = f"{name}-{uuid.uuid4().hex[:8]}"
@@ -243,13 +321,13 @@ def prepare(
         key_ids[label] = issued.stored.id
     out_dir.mkdir(parents=True, exist_ok=True)
     env = {**function_env(stack, profile, topic, dlq), **(env_overrides or {})}
-    functions = Functions(env, out_dir / "functions")
+    functions = Functions(env, out_dir / "functions", stack.network)
     functions.start()
     clock = monotonic_clock()
     ledger = Ledger(run=run_id)
     spec = LoadSpec(
         rate=profile.rate,
-        attempt_timeout=profile.attempt_timeout,
+        attempt_timeout=attempt_timeout or profile.attempt_timeout,
         retry_window=profile.retry_window,
         max_seconds=profile.test_timeout - 60,
         seed=zlib.crc32(run_id.encode()),
@@ -305,7 +383,7 @@ def execute(run: Run, scenario: Scenario, fault: str) -> RunResult:
     )
     records = read_topic(run.stack.kafka.bootstrap, run.topic, ends, timeout=120)
     verdict = verify(run.ledger, records)
-    result = RunResult(run.name, fault, verdict, run, time.monotonic() - began)
+    result = RunResult(run.name, fault, verdict, run, time.monotonic() - began, records)
     _save(result, records)
     return result
 

@@ -80,6 +80,7 @@ class Attempt:
     # For a 202: seconds from the server's `received_at` (its clock, same host) to the client
     # holding the answer; excludes time queued before the handler started.
     handler_s: float | None = None
+    retry_after: float | None = None  # the answer's Retry-After header, if any
 
 
 @dataclass

@@ -130,7 +130,9 @@ class LoadGenerator:
             max_connections=None, max_keepalive_connections=256, keepalive_expiry=KEEPALIVE_S
         )
         timeout = httpx.Timeout(self.spec.attempt_timeout, connect=CONNECT_TIMEOUT)
-        async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+        # trust_env=False: a proxy from the environment must never sit between the client and
+        # the functions (loopback or the fault topology's addresses).
+        async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as client:
             self._client = client
             await self._warm_up()
             if started_event is not None:
@@ -334,6 +336,7 @@ class LoadGenerator:
             error=error,
             key_label=key.label,
             handler_s=handler_s,
+            retry_after=retry_after,
         )
         self.ledger.record(attempt)
         return attempt, retry_after

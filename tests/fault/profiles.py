@@ -65,12 +65,27 @@ SHORT = Profile(
         "all_brokers_down": 8.0,
         "postgres_down": 5.0,
         "redis_down": 5.0,
+        # Network faults (namespaced topology): the isolation outlasts the fencing delay
+        # (broker.session.timeout.ms, 9 s), the functions' cut the delivery timeout + 1 s.
+        "leader_isolated": 14.0,
+        "function_isolated": 11.0,
+        "client_cut": 6.0,
+        "slow_leader": 6.0,
+        "broker_disk_full": 6.0,
+        "postgres_disk_full": 5.0,
     },
     retry_window=45.0,
     stable_quiet=1.0,
-    # Fits ~4 minutes on 2 cores; the pauses (broker, Redis) run in the long profile only.
+    # Fits ~4 minutes on 2 cores, plus ~2.5 for the network and disk faults (as root); the
+    # pauses (broker, Redis) run in the long profile only.
     only=frozenset(
         {
+            "leader_isolated",
+            "function_isolated",
+            "client_cut",
+            "slow_leader",
+            "broker_disk_full",
+            "postgres_disk_full",
             "leader_kill",
             "two_brokers_down",
             "all_brokers_down",
@@ -92,7 +107,12 @@ LONG = Profile(
     fault_seconds=30.0,
     load_seconds=120.0,
     post_heal=10.0,
-    fault_overrides={"leader_kill": 20.0, "broker_pause": 20.0, "postgres_down": 60.0},
+    fault_overrides={
+        "leader_kill": 20.0,
+        "broker_pause": 20.0,
+        "postgres_down": 60.0,
+        "client_cut": 20.0,
+    },
     chase_rounds=3,
     function_kills=3,
     retry_window=90.0,

@@ -10,20 +10,15 @@ from __future__ import annotations
 import asyncio
 import signal
 import uuid
-from collections.abc import Callable, Iterator
 from functools import partial
-from pathlib import Path
-from typing import Any
 
 import pytest
-from devstack.cluster import ClusterStack
 
 from audit_ingest.adapters.key_admin import create_key, revoke_key
 from tests.fault import profiles
-from tests.fault.harness import RESULTS, Run, RunResult, Scenario, execute, prepare, save_summary
-from tests.fault.ledger import Attempt, Outcome
+from tests.fault.harness import Run, RunFault, acked, reps, within
+from tests.fault.ledger import Attempt
 from tests.fault.loadgen import KeyRef
-from tests.fault.verifier import check_gate
 
 PROFILE = profiles.current()
 READ_MARGIN = 0.5  # seconds: see test_function_sigterm
@@ -32,49 +27,7 @@ HANDLER_SLACK = 2.0  # seconds: key lookup, Redis round trips, answer transfer, 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(PROFILE.test_timeout)]
 
 
-RunFault = Callable[..., RunResult]
-
-
-def reps(fault: str) -> list[Any]:
-    """One parameter per repetition; skipped when the profile does not run this fault."""
-    marks = [] if PROFILE.runs(fault) else [pytest.mark.skip(f"not in the {PROFILE.name} profile")]
-    return [pytest.param(i, id=f"rep{i}", marks=marks) for i in range(PROFILE.reps)]
-
-
-@pytest.fixture
-def run_fault(
-    healthy: ClusterStack, results_dir: Path, request: pytest.FixtureRequest
-) -> Iterator[RunFault]:
-    """`run_fault(fault, scenario, **env)`: prepare, drive, verify, gate; returns the result."""
-    prepared: list[Run] = []
-
-    def go(fault: str, scenario: Scenario, env: dict[str, str] | None = None) -> RunResult:
-        name = request.node.name.replace("[", "-").replace("]", "")
-        run = prepare(name, PROFILE, healthy, results_dir / name, env_overrides=env)
-        prepared.append(run)
-        result = execute(run, scenario, fault)
-        RESULTS.append(result)
-        check_gate(result.verdict)
-        return result
-
-    yield go
-    for run in prepared:
-        run.functions.stop()
-    for result in RESULTS:
-        if any(result.run is run for run in prepared):
-            save_summary(result)  # again: the test body may have added notes
-
-
 # -- helpers -----------------------------------------------------------------------------
-def acked(attempt: Attempt) -> bool:
-    return any(item.outcome is Outcome.ACK for item in attempt.items)
-
-
-def within(attempt: Attempt, start: float, end: float) -> bool:
-    """Sent after `start` and answered before `end`."""
-    return attempt.sent >= start and attempt.done <= end
-
-
 def wait_isr(run: Run, timeout: float = 60.0) -> None:
     run.stack.kafka.wait_healthy(timeout=timeout)
 
