@@ -74,8 +74,21 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def dead_letter_producer_config(settings: Settings) -> dict[str, Any]:
+    """The dead-letter producer's settings: the main producer's, but its records wait for the
+    brokers up to `kafka_dlq_delivery_timeout_ms` (0: as long as the process lives), so that a
+    broker outage costs operators no dead letter. Its queue bounds what it holds."""
+    return {
+        **producer_config(settings),
+        "client.id": f"audit-ingest-{settings.k_service}-dlq",
+        "message.timeout.ms": settings.kafka_dlq_delivery_timeout_ms,
+    }
+
+
 def build_publisher(settings: Settings) -> Publisher:
-    return KafkaPublisher(producer_config(settings))
+    return KafkaPublisher(
+        producer_config(settings), dead_letter_config=dead_letter_producer_config(settings)
+    )
 
 
 def build_idempotency_store(

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     kafka_dlq_topic: str = "audit.events.dlq.v1"
     kafka_linger_ms: Annotated[int, Field(ge=0, le=1000)] = 2
     kafka_delivery_timeout_ms: Annotated[int, Field(ge=1000, le=300_000)] = 10_000
+    # Dead letters wait for the brokers this long (0: while the process lives); nothing awaits
+    # them, so an outage need not cost operators the record of a rejected event.
+    kafka_dlq_delivery_timeout_ms: Annotated[int, Field(ge=0, le=86_400_000)] = 0
     kafka_request_timeout_ms: Annotated[int, Field(ge=500, le=120_000)] = 5_000
     kafka_queue_max_messages: Annotated[int, Field(ge=1000)] = 100_000
     retry_after_seconds: Annotated[int, Field(ge=1, le=300)] = 2

@@ -1,6 +1,6 @@
 """The producer settings that make a 202 durable (seed E2.S7) and keep latency low."""
 
-from audit_ingest.bootstrap import producer_config
+from audit_ingest.bootstrap import dead_letter_producer_config, producer_config
 from audit_ingest.settings import Settings
 
 
@@ -37,3 +37,17 @@ def test_sasl_credentials_are_passed_only_when_configured() -> None:
     )
     assert (config["sasl.username"], config["sasl.password"]) == ("u", "p")
     assert config["security.protocol"] == "SASL_SSL"
+
+
+def test_dead_letters_wait_for_the_brokers_with_the_same_durability() -> None:
+    main = producer_config(Settings())
+    dead = dead_letter_producer_config(Settings())
+    # 0 is librdkafka's "no timeout": an outage holds them (bounded by the queue) until it ends.
+    assert dead["message.timeout.ms"] == 0
+    assert dead["client.id"] != main["client.id"]
+    unchanged = {k: v for k, v in dead.items() if k not in ("message.timeout.ms", "client.id")}
+    assert unchanged == {
+        k: v for k, v in main.items() if k not in ("message.timeout.ms", "client.id")
+    }
+    bounded = dead_letter_producer_config(Settings(kafka_dlq_delivery_timeout_ms=60_000))
+    assert bounded["message.timeout.ms"] == 60_000

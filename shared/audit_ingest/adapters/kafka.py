@@ -12,8 +12,14 @@ self-pipe and a loop wake-up.
 A request is answered only once every one of its records has its report (or its deadline
 passed), which is what makes a 202 mean "durable".
 
-Lifecycle: the producer is built on first use, rebuilt after a fatal error of the idempotent
-producer (librdkafka cannot recover from those in place), and flushed by `close()`.
+Dead letters (`publish_nowait`) go through a producer of their own when one is configured
+(`dead_letter_config`): nothing waits for them, so their records may wait for the brokers as
+long as the process lives (`KAFKA_DLQ_DELIVERY_TIMEOUT_MS`, default 0: no timeout), bounded by
+its queue, while the main producer's records must give up at the request's deadline (a late
+write would store an event whose client was told 503).
+
+Lifecycle: the producers are built on first use, rebuilt after a fatal error of the
+idempotent producer (librdkafka cannot recover from those in place), and flushed by `close()`.
 """
 
 from __future__ import annotations
@@ -60,11 +66,18 @@ def _is_permanent(error: KafkaError) -> bool:
 class KafkaPublisher:
     """Publishes records with acks=all and idempotence, awaiting each delivery report."""
 
-    def __init__(self, config: dict[str, Any], *, poll_interval: float = 0.05) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        *,
+        dead_letter_config: dict[str, Any] | None = None,
+        poll_interval: float = 0.05,
+    ) -> None:
         self._config = dict(config)
         self._config.setdefault("error_cb", self._on_error)
         # librdkafka's own lines into the JSON log (served by the poll thread), not raw stderr.
         self._config.setdefault("logger", KafkaLog())
+        self._dead_letters = DeadLetterProducer(dead_letter_config) if dead_letter_config else None
         self._poll_interval = poll_interval
         self._lock = threading.Lock()
         self._producer: Producer | None = None
@@ -83,13 +96,16 @@ class KafkaPublisher:
             if self._producer is None:
                 self._fatal = False
                 self._producer = Producer(self._config)
-                if self._poller is None or not self._poller.is_alive():
-                    self._stop.clear()
-                    self._poller = threading.Thread(
-                        target=self._poll_forever, name="kafka-delivery-reports", daemon=True
-                    )
-                    self._poller.start()
+                self._ensure_poller()
             return self._producer
+
+    def _ensure_poller(self) -> None:  # under self._lock
+        if self._poller is None or not self._poller.is_alive():
+            self._stop.clear()
+            self._poller = threading.Thread(
+                target=self._poll_forever, name="kafka-delivery-reports", daemon=True
+            )
+            self._poller.start()
 
     def _retire(self, producer: Producer) -> None:
         # A fatal producer delivers nothing more; fail its pending reports now so the waiting
@@ -101,11 +117,13 @@ class KafkaPublisher:
     def _poll_forever(self) -> None:
         while not self._stop.is_set():
             producer = self._producer
-            if producer is None:
-                self._stop.wait(self._poll_interval)
-                continue
             try:
-                producer.poll(self._poll_interval)
+                if producer is None:
+                    self._stop.wait(self._poll_interval)
+                else:
+                    producer.poll(self._poll_interval)
+                if self._dead_letters is not None:
+                    self._dead_letters.poll()
             finally:
                 self._wakeups.flush()
 
@@ -120,12 +138,18 @@ class KafkaPublisher:
         """Flush what is queued (up to `timeout` seconds) and stop; returns records left."""
         with self._lock:
             producer, self._producer = self._producer, None
+        deadline = time.monotonic() + timeout
         remaining = 0
         if producer is not None:
             remaining = producer.flush(timeout)
             self._wakeups.flush()
             if remaining:
                 log.error("kafka flush left %d record(s) undelivered", remaining)
+        if self._dead_letters is not None:
+            left = self._dead_letters.close(max(0.0, deadline - time.monotonic()))
+            if left:
+                log.error("kafka flush left %d dead-letter record(s) undelivered", left)
+            remaining += left
         self._stop.set()
         if self._poller is not None:
             self._poller.join(timeout=1.0)
@@ -178,7 +202,12 @@ class KafkaPublisher:
 
     def publish_nowait(self, records: Sequence[KafkaRecord]) -> None:
         try:
-            producer = self._get_producer()
+            if self._dead_letters is not None:
+                producer = self._dead_letters.producer()
+                with self._lock:
+                    self._ensure_poller()  # serves its failure reports
+            else:
+                producer = self._get_producer()
             for record in records:
                 producer.produce(
                     record.topic,
@@ -200,6 +229,52 @@ class KafkaPublisher:
             return await asyncio.to_thread(probe)
         except KafkaException:
             return False
+
+
+class DeadLetterProducer:
+    """The producer of dead letters: nothing awaits them, so they may wait for the brokers.
+
+    Built on first use; replaced after a fatal error (what it held is lost, and logged);
+    polled by the publisher's poll thread; flushed by `close()`.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._config = dict(config)
+        self._config.setdefault("error_cb", self._on_error)
+        self._config.setdefault("logger", KafkaLog())
+        self._lock = threading.Lock()
+        self._producer: Producer | None = None
+        self._fatal = False
+
+    def producer(self) -> Producer:
+        with self._lock:
+            if self._producer is not None and self._fatal:
+                lost = len(self._producer)
+                log.error("dead-letter producer hit a fatal error; %d record(s) lost", lost)
+                self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+                self._producer.poll(0)
+                self._producer = None
+            if self._producer is None:
+                self._fatal = False
+                self._producer = Producer(self._config)
+            return self._producer
+
+    def poll(self) -> None:
+        producer = self._producer
+        if producer is not None:
+            producer.poll(0)
+
+    def close(self, timeout: float) -> int:
+        with self._lock:
+            producer, self._producer = self._producer, None
+        return producer.flush(timeout) if producer is not None else 0
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal = True
+            log.error("kafka fatal error (dead-letter producer): %s", error)
+        else:
+            log.warning("kafka error (dead-letter producer): %s", error)
 
 
 _ACKNOWLEDGED = Delivery(True)
