@@ -182,9 +182,26 @@ def _free_form_errors(raw: dict[str, Any], limits: Limits) -> list[FieldError]:
     errors: list[FieldError] = []
     for name in _FREE_FORM_FIELDS:
         value = raw.get(name)
-        if isinstance(value, dict):
+        if isinstance(value, dict) and not plainly_within_limits(value, limits):
             _walk(value, (name,), 2, limits, errors)
     return errors
+
+
+def plainly_within_limits(value: dict[str, Any], limits: Limits) -> bool:
+    """True when `context` or `metadata` cannot break a limit, judged from its compact JSON.
+
+    One orjson call instead of a walk in Python (the walk was a tenth of a batch event's
+    cost): no string is longer than the whole JSON text, and no value sits under more
+    containers than the text has `{` and `[` (strings' brackets only over-count). The free-form
+    dict is at depth 2 and its items at 3, as `_walk` counts. When this says False the walk
+    decides, and names the fields.
+    """
+    try:
+        text = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # deeper than orjson writes: the walk reports it
+        return False
+    containers = text.count(b"{") + text.count(b"[")
+    return len(text) <= limits.max_string_length and 2 + containers <= limits.max_depth
 
 
 def _render(parts: tuple[str | int, ...]) -> str:
