@@ -63,7 +63,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "compression.type": "lz4",
         "linger.ms": settings.kafka_linger_ms,
         "batch.size": 1_048_576,
-        "message.timeout.ms": settings.kafka_delivery_timeout_ms,
+        "message.timeout.ms": settings.kafka_message_timeout_ms,
         "request.timeout.ms": settings.kafka_request_timeout_ms,
         "queue.buffering.max.messages": settings.kafka_queue_max_messages,
         "socket.keepalive.enable": True,
@@ -95,11 +95,13 @@ def build_idempotency_store(
     settings: Settings, *, timeout: float | None = None
 ) -> IdempotencyStore:
     """The Redis idempotency store; a claim left pending by a dead process expires a little
-    after the longest a delivery can take."""
+    after its request's longest wait, or, once its record outlived the request (held), after
+    the longest the producer keeps a record."""
     return RedisIdempotencyStore(
         settings.redis_url.get_secret_value(),
         timeout=settings.idempotency_timeout_seconds if timeout is None else timeout,
         pending_ttl=settings.kafka_delivery_timeout_ms / 1000 + 5.0,
+        held_ttl=settings.kafka_message_timeout_ms / 1000 + 5.0,
     )
 
 

@@ -47,6 +47,12 @@ IDEMPOTENCY = Counter(
     "conflict (key reused for another event), in_progress, unavailable (store down).",
     ["result"],
 )
+LATE_DELIVERIES = Counter(
+    "audit_ingest_late_deliveries_total",
+    "Records still held by the producer when their request answered 503, by how they ended: "
+    "acknowledged (stored after all; a retry gets their event_id) or failed.",
+    ["outcome"],
+)
 KAFKA_DELIVERY_SECONDS = Histogram(
     "audit_ingest_kafka_delivery_seconds",
     "Time from producing a request's records to the broker's last acknowledgement.",

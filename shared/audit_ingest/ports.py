@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,14 +20,30 @@ class Delivery:
     error: str | None = None
     # False when retrying the same record can never succeed (for example, too large).
     retriable: bool = True
+    # True when the wait ended before the broker answered: the producer still holds the record
+    # and may yet write it (until its own, longer, message timeout).
+    pending: bool = False
+
+
+# Called once, on the event loop, with the final delivery of every record that was still
+# pending when `publish` returned (by the record's index in that call).
+LateDeliveries = Callable[[dict[int, Delivery]], None]
 
 
 class Publisher(Protocol):
-    async def publish(self, records: Sequence[KafkaRecord], timeout: float) -> list[Delivery]:
+    async def publish(
+        self,
+        records: Sequence[KafkaRecord],
+        timeout: float,
+        on_late: LateDeliveries | None = None,
+    ) -> list[Delivery]:
         """Send records and wait, at most `timeout` seconds, for each one's acknowledgement.
 
         Never raises for a broker problem: a record not acknowledged in time is reported as a
-        retriable failure, so the caller can answer 503 without claiming anything.
+        retriable failure (`pending` when the producer still holds it), so the caller can
+        answer 503. The producer keeps trying a pending record, and `on_late` learns how it
+        ended: an answer at the deadline must not be the end of the record, or the caller
+        would let a retry write a second copy while the first may still land.
         """
         ...
 
@@ -70,9 +86,14 @@ class IdempotencyStore(Protocol):
         ...
 
     async def settle(
-        self, tenant_id: str, done: Sequence[tuple[Claim, str]], failed: Sequence[Claim]
+        self,
+        tenant_id: str,
+        done: Sequence[tuple[Claim, str]],
+        failed: Sequence[Claim],
+        held: Sequence[Claim] = (),
     ) -> None:
-        """Record attempts' results: done (with received_at) or failed (retry allowed)."""
+        """Record attempts' results: done (with received_at) or failed (retry allowed); keep
+        `held` claims pending for as long as the producer may still write their records."""
         ...
 
     async def lookup(self, tenant_id: str, key: str) -> ClaimState | None:

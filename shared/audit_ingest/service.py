@@ -8,6 +8,11 @@ decision); settle repeats of a retry key inside the request (the later copy foll
 one, with no wait); claim the keys of the rest (a retry of a stored event gets the original
 event_id back and produces nothing); build the records (`build_event_record`), publish and
 await every acknowledgement; settle the claims.
+
+A record still unacknowledged at the request's deadline is answered 503, but the producer
+keeps trying it: its claim stays `pending` until the producer reports how it ended (`done`
+with its event_id, or `retry`), so a retry of it waits for that outcome instead of writing a
+second copy that might land beside the first.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ from audit_ingest.domain.pipeline import CheckedEvent, Rules, build_event_record
 from audit_ingest.domain.principal import Principal
 from audit_ingest.domain.records import KafkaRecord
 from audit_ingest.errors import FieldError, InvalidEvent, SinkUnavailable, Unavailable
-from audit_ingest.metrics import DLQ_RECORDS, IDEMPOTENCY
-from audit_ingest.ports import IdempotencyStore, Publisher
+from audit_ingest.metrics import DLQ_RECORDS, IDEMPOTENCY, LATE_DELIVERIES
+from audit_ingest.ports import Delivery, IdempotencyStore, LateDeliveries, Publisher
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +43,8 @@ PENDING_POLL_SECONDS = 0.025
 
 SINK_UNAVAILABLE = FieldError(
     "",
-    "The event was not stored: the broker did not acknowledge it in time. Send it again.",
+    "The broker did not acknowledge the event in time. Send it again with the same retry key: "
+    "if it is written after all, the retry gets its event_id instead of storing it twice.",
     "sink_unavailable",
 )
 SINK_CODES = frozenset({"sink_unavailable", "sink_rejected"})
@@ -99,6 +105,9 @@ class IngestService:
         self._ack_timeout = ack_timeout
         self._new_event_id = new_event_id
         self._idempotency = idempotency
+        # Settlements of claims whose record outlived its request (held: a task only weakly
+        # referenced by the loop could be collected before it runs).
+        self._late_settlements: set[asyncio.Task[None]] = set()
 
     async def ingest(
         self,
@@ -150,9 +159,10 @@ class IngestService:
             # for operators, so they do not hold the response.
             self._publisher.publish_nowait(dead_letters)
         claimed = await self._claim(leaders, principal, outcomes)
+        held: frozenset[int] = frozenset()
         if claimed:
-            await self._publish(claimed, outcomes, principal, request)
-        await self._settle(principal, claimed, outcomes, request)
+            held = await self._publish(claimed, outcomes, principal, request)
+        await self._settle(principal, claimed, outcomes, request, held)
         for item, leader in repeats:
             outcomes[item.index] = _repeat_outcome(item, leader, outcomes[leader.index])
         results = [outcomes[index] for index in range(len(envelopes))]
@@ -223,7 +233,9 @@ class IngestService:
         outcomes: dict[int, Outcome],
         principal: Principal,
         request: RequestContext,
-    ) -> None:
+    ) -> frozenset[int]:
+        """Publish and record each outcome; returns the indices of events whose record the
+        producer still holds (answered 503; their claims are settled when it reports)."""
         records = [
             build_event_record(
                 item.checked,
@@ -234,14 +246,18 @@ class IngestService:
             )
             for item, event_id in claimed
         ]
-        deliveries = await self._publisher.publish(records, self._ack_timeout)
+        on_late = self._late_handler(principal, claimed, request)
+        deliveries = await self._publisher.publish(records, self._ack_timeout, on_late)
         permanent: list[KafkaRecord] = []
+        held: list[int] = []
         for (item, event_id), delivery in zip(claimed, deliveries, strict=True):
             index = item.index
             if delivery.acknowledged:
                 outcomes[index] = Accepted(index, event_id)
             elif delivery.retriable:
                 outcomes[index] = Rejected(index, (SINK_UNAVAILABLE,))
+                if delivery.pending and item.claim is not None and on_late is not None:
+                    held.append(index)
             else:
                 error = FieldError(
                     "",
@@ -257,6 +273,40 @@ class IngestService:
                 outcomes[index] = Rejected(index, (error,))
         if permanent:
             self._publisher.publish_nowait(permanent)
+        return frozenset(held)
+
+    def _late_handler(
+        self,
+        principal: Principal,
+        claimed: list[tuple[_Valid, str]],
+        request: RequestContext,
+    ) -> LateDeliveries | None:
+        """What settles the claims of records that outlive the request (None: no claims)."""
+        if self._idempotency is None or all(item.claim is None for item, _ in claimed):
+            return None
+
+        def settle_late(final: dict[int, Delivery]) -> None:
+            done: list[tuple[Claim, str]] = []
+            failed: list[Claim] = []
+            for position, delivery in final.items():
+                item, event_id = claimed[position]
+                if item.claim is None:
+                    continue
+                claim = Claim(item.claim.key, event_id, item.claim.fingerprint)
+                if delivery.acknowledged:
+                    done.append((claim, request.received_text))
+                else:
+                    failed.append(claim)
+            LATE_DELIVERIES.labels("acknowledged").inc(len(done))
+            LATE_DELIVERIES.labels("failed").inc(len(failed))
+            if done or failed:
+                task = asyncio.get_running_loop().create_task(
+                    self._settle_claims(principal.tenant_id, done, failed)
+                )
+                self._late_settlements.add(task)
+                task.add_done_callback(self._late_settlements.discard)
+
+        return settle_late
 
     async def _settle(
         self,
@@ -264,26 +314,40 @@ class IngestService:
         claimed: list[tuple[_Valid, str]],
         outcomes: dict[int, Outcome],
         request: RequestContext,
+        held: frozenset[int],
     ) -> None:
         if self._idempotency is None or all(item.claim is None for item, _ in claimed):
             return
         received_at = request.received_text
         done: list[tuple[Claim, str]] = []
         failed: list[Claim] = []
+        kept: list[Claim] = []
         for item, event_id in claimed:
             if item.claim is None:
                 continue
             claim = Claim(item.claim.key, event_id, item.claim.fingerprint)
-            if isinstance(outcomes.get(item.index), Accepted):
+            if item.index in held:
+                kept.append(claim)
+            elif isinstance(outcomes.get(item.index), Accepted):
                 done.append((claim, received_at))
             else:
                 failed.append(claim)
+        await self._settle_claims(principal.tenant_id, done, failed, kept)
+
+    async def _settle_claims(
+        self,
+        tenant_id: str,
+        done: list[tuple[Claim, str]],
+        failed: list[Claim],
+        held: list[Claim] | None = None,
+    ) -> None:
+        assert self._idempotency is not None
+        held = held or []
         try:
-            await self._idempotency.settle(principal.tenant_id, done, failed)
+            await self._idempotency.settle(tenant_id, done, failed, held)
         except Unavailable:
-            log.warning(
-                "idempotency store unavailable; %d claim(s) left to expire", len(done) + len(failed)
-            )
+            count = len(done) + len(failed) + len(held)
+            log.warning("idempotency store unavailable; %d claim(s) left to expire", count)
 
     def _dead_letter(
         self,

@@ -64,11 +64,19 @@ class Settings(BaseSettings):
     kafka_topic: str = "audit.events.v1"
     kafka_dlq_topic: str = "audit.events.dlq.v1"
     kafka_linger_ms: Annotated[int, Field(ge=0, le=1000)] = 2
+    # How long a request waits for acks=all (then 1 s more for the report) before it answers
+    # 503. The producer keeps trying the record for `kafka_message_timeout_ms` (librdkafka's
+    # `message.timeout.ms`), longer than a broker failover: a record that timed out while in
+    # flight would make the idempotent producer bump its epoch and send what it holds again as
+    # new records, a second copy under one 202 (docs/reliability.md, finding 1).
     kafka_delivery_timeout_ms: Annotated[int, Field(ge=1000, le=300_000)] = 10_000
+    kafka_message_timeout_ms: Annotated[int, Field(ge=1000, le=900_000)] = 60_000
     # Dead letters wait for the brokers this long (0: while the process lives); nothing awaits
     # them, so an outage need not cost operators the record of a rejected event.
     kafka_dlq_delivery_timeout_ms: Annotated[int, Field(ge=0, le=86_400_000)] = 0
-    kafka_request_timeout_ms: Annotated[int, Field(ge=500, le=120_000)] = 5_000
+    # One produce request's timeout (librdkafka `request.timeout.ms`, also the broker's wait for
+    # acks=all): longer than a failover, as Kafka's ProducerConfig advises against duplicates.
+    kafka_request_timeout_ms: Annotated[int, Field(ge=500, le=120_000)] = 30_000
     kafka_queue_max_messages: Annotated[int, Field(ge=1000)] = 100_000
     retry_after_seconds: Annotated[int, Field(ge=1, le=300)] = 2
 
@@ -112,6 +120,15 @@ class Settings(BaseSettings):
     k_revision: str = "local"
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _producer_outlives_the_request(self) -> Settings:
+        if self.kafka_message_timeout_ms < self.kafka_delivery_timeout_ms:
+            raise ValueError(
+                "KAFKA_MESSAGE_TIMEOUT_MS must be at least KAFKA_DELIVERY_TIMEOUT_MS: the "
+                "producer keeps a record at least as long as its request waits for it"
+            )
+        return self
 
     @model_validator(mode="after")
     def _gateway_needs_a_secret(self) -> Settings:

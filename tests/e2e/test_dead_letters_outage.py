@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 from devstack import LocalStack
 
 from audit_ingest.settings import Settings
 from tests.e2e.client import post
+from tests.e2e.outage import restored_broker, wait_ready
 from tests.functions import FunctionProcess, start_function, stop_function
 from tests.stack import KeyFactory, TopicReader
 
@@ -36,30 +35,6 @@ def invalid_events(run: str) -> list[dict[str, object]]:
         {"action": {"name": "x.y"}, "resource": {"type": "t", "id": f"{run}-{i}"}}
         for i in range(EVENTS)
     ]
-
-
-def wait_ready(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"{url} is not ready again"
-        time.sleep(0.2)
-
-
-@contextmanager
-def restored_broker(stack: LocalStack, others: dict[str, FunctionProcess]) -> Iterator[None]:
-    """Whatever happens in the block, the session's broker and functions are back after it."""
-    try:
-        yield
-    finally:
-        if not stack.kafka.is_running():
-            stack.kafka.start()
-        for function in others.values():
-            wait_ready(function.url)
 
 
 @pytest.mark.parametrize(

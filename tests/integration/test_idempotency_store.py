@@ -60,6 +60,33 @@ async def test_a_stale_settlement_does_not_overwrite_a_newer_claim(
         await store.close()
 
 
+async def test_a_held_claim_stays_pending_past_its_ttl_then_settles(
+    stack_env: dict[str, str],
+) -> None:
+    store = RedisIdempotencyStore(
+        stack_env["REDIS_URL"], timeout=1.0, pending_ttl=0.3, held_ttl=5.0
+    )
+    tenant = str(uuid.uuid4())
+    try:
+        await store.claim(tenant, [claim("held", "e1"), claim("free", "f1")])
+        # Both requests gave up; "held"'s record is still with the producer, "free" failed.
+        await store.settle(tenant, [], [claim("free", "f1")], [claim("held", "e1")])
+        await asyncio.sleep(0.5)  # past the pending TTL: a held claim must not expire yet
+        held, free = await store.claim(tenant, [claim("held", "e2"), claim("free", "f2")])
+        assert (held.status, held.event_id) == ("pending", "e1")
+        assert (free.status, free.event_id) == ("claimed", "f1")
+        # The producer's late report lands: the retry gets the stored event's id.
+        await store.settle(tenant, [(claim("held", "e1"), "2024-12-05T10:00:00.000Z")], [])
+        (done,) = await store.claim(tenant, [claim("held", "e3")])
+        assert (done.status, done.event_id) == ("done", "e1")
+        # Holding a claim that is no longer pending (settled, or taken over) changes nothing.
+        await store.settle(tenant, [], [], [claim("held", "e1")])
+        (still,) = await store.claim(tenant, [claim("held", "e4")])
+        assert (still.status, still.event_id) == ("done", "e1")
+    finally:
+        await store.close()
+
+
 async def test_concurrent_claims_have_one_winner(stack_env: dict[str, str]) -> None:
     stores = [RedisIdempotencyStore(stack_env["REDIS_URL"], timeout=1.0) for _ in range(10)]
     tenant = str(uuid.uuid4())

@@ -9,7 +9,7 @@ from audit_ingest.domain.keys import StoredKey
 from audit_ingest.domain.ratelimit import RateDecision, decide
 from audit_ingest.domain.records import KafkaRecord
 from audit_ingest.errors import KeyStoreUnavailable, Unavailable
-from audit_ingest.ports import Delivery
+from audit_ingest.ports import Delivery, LateDeliveries
 
 
 class FakePublisher:
@@ -18,9 +18,16 @@ class FakePublisher:
         self.dead_letters: list[KafkaRecord] = []
         self.deliveries = deliveries
         self.timeouts: list[float] = []
+        self.on_late: LateDeliveries | None = None  # the last call's
 
-    async def publish(self, records: Sequence[KafkaRecord], timeout: float) -> list[Delivery]:
+    async def publish(
+        self,
+        records: Sequence[KafkaRecord],
+        timeout: float,
+        on_late: LateDeliveries | None = None,
+    ) -> list[Delivery]:
         self.timeouts.append(timeout)
+        self.on_late = on_late
         if self.deliveries is not None:
             answers = self.deliveries[: len(records)]
             self.published.extend(
@@ -83,6 +90,7 @@ class FakeIdempotencyStore:
 
     def __init__(self) -> None:
         self.records: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.held: list[tuple[str, str]] = []
         self.down = False
 
     async def claim(self, tenant_id: str, claims: Sequence[Claim]) -> list[ClaimState]:
@@ -107,10 +115,15 @@ class FakeIdempotencyStore:
         return states
 
     async def settle(
-        self, tenant_id: str, done: Sequence[tuple[Claim, str]], failed: Sequence[Claim]
+        self,
+        tenant_id: str,
+        done: Sequence[tuple[Claim, str]],
+        failed: Sequence[Claim],
+        held: Sequence[Claim] = (),
     ) -> None:
         if self.down:
             raise Unavailable("down")
+        self.held.extend((tenant_id, claim.key) for claim in held)  # stay pending, no expiry
         for claim, received_at in done:
             self.records[(tenant_id, claim.key)] = (
                 "done",

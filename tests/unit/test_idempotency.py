@@ -13,7 +13,7 @@ from audit_ingest.domain.idempotency import fingerprint, idempotency_key, storag
 from audit_ingest.domain.principal import Principal
 from audit_ingest.domain.records import KafkaRecord
 from audit_ingest.errors import SinkUnavailable
-from audit_ingest.ports import Delivery
+from audit_ingest.ports import Delivery, LateDeliveries
 from audit_ingest.service import Accepted, IngestService, Rejected
 from tests.unit.fakes import FakeIdempotencyStore, FakePublisher
 from tests.unit.samples import make_service, seed_event
@@ -135,9 +135,14 @@ async def test_store_down_means_stored_anyway_not_refused() -> None:
 
 
 class SlowPublisher(FakePublisher):
-    async def publish(self, records: Sequence[KafkaRecord], timeout: float) -> list[Delivery]:
+    async def publish(
+        self,
+        records: Sequence[KafkaRecord],
+        timeout: float,
+        on_late: LateDeliveries | None = None,
+    ) -> list[Delivery]:
         await asyncio.sleep(0.2)
-        return await super().publish(records, timeout)
+        return await super().publish(records, timeout, on_late)
 
 
 async def test_concurrent_duplicates_store_once_and_agree() -> None:
@@ -250,3 +255,81 @@ async def test_repeats_are_settled_in_the_request_when_the_store_is_down() -> No
     outcomes = await service(publisher, store).ingest([keyed("k"), keyed("k")], TENANT, request())
     assert outcomes == [Accepted(0, "id-1"), Accepted(1, "id-1", duplicate=True)]
     assert len(publisher.published) == 1
+
+
+PENDING = Delivery(False, "not acknowledged within 3.0 s", pending=True)
+
+
+async def settled(store: FakeIdempotencyStore, key: tuple[str, str]) -> tuple[str, ...]:
+    """The record once the late settlement (a task on the loop) has run."""
+    for _ in range(100):
+        if store.records[key][0] != "pending":
+            break
+        await asyncio.sleep(0)
+    return store.records[key]
+
+
+async def test_a_record_that_outlives_its_request_keeps_its_claim_until_it_lands() -> None:
+    publisher, store = FakePublisher([PENDING]), FakeIdempotencyStore()
+    ingest = service(publisher, store)
+    with pytest.raises(SinkUnavailable):  # 503: the producer still holds the record
+        await ingest.ingest(
+            [Envelope(seed_event())], TENANT, request(), request_idempotency_key="k"
+        )
+    key = ("tenant-a", "key:k")
+    # Not released for a retry: a retry now would write a second copy beside the first.
+    assert store.records[key][:2] == ("pending", "id-1")
+    assert store.held == [key]
+    assert publisher.on_late is not None
+    publisher.on_late({0: Delivery(True)})  # the producer's report, after the 503
+    assert (await settled(store, key))[:2] == ("done", "id-1")
+    publisher.deliveries = None
+    (retry,) = await ingest.ingest(
+        [Envelope(seed_event())], TENANT, request(2), request_idempotency_key="k"
+    )
+    # The retry learns the stored event's id and writes nothing.
+    assert isinstance(retry, Accepted) and retry.event_id == "id-1" and retry.duplicate
+    assert publisher.published == []
+
+
+async def test_a_record_that_fails_after_its_request_releases_its_claim() -> None:
+    publisher, store = FakePublisher([PENDING]), FakeIdempotencyStore()
+    ingest = service(publisher, store)
+    with pytest.raises(SinkUnavailable):
+        await ingest.ingest(
+            [Envelope(seed_event())], TENANT, request(), request_idempotency_key="k"
+        )
+    assert publisher.on_late is not None
+    publisher.on_late({0: Delivery(False, "Local: Message timed out")})
+    assert (await settled(store, ("tenant-a", "key:k")))[:2] == ("retry", "id-1")
+    publisher.deliveries = None
+    (retry,) = await ingest.ingest(
+        [Envelope(seed_event())], TENANT, request(2), request_idempotency_key="k"
+    )
+    assert retry == Accepted(0, "id-1")  # written now, under the first attempt's event_id
+    assert len(publisher.published) == 1
+
+
+async def test_in_a_batch_only_the_pending_records_stay_claimed() -> None:
+    publisher = FakePublisher([Delivery(True), PENDING, Delivery(False, "queue full")])
+    store = FakeIdempotencyStore()
+    outcomes = await service(publisher, store).ingest(
+        [keyed("a"), keyed("b"), keyed("c")], TENANT, request()
+    )
+    assert isinstance(outcomes[0], Accepted)
+    assert [store.records[("tenant-a", f"key:{k}")][0] for k in "abc"] == [
+        "done",
+        "pending",
+        "retry",
+    ]
+    assert store.held == [("tenant-a", "key:b")]
+    assert publisher.on_late is not None
+    publisher.on_late({1: Delivery(True)})
+    assert (await settled(store, ("tenant-a", "key:b")))[0] == "done"
+
+
+async def test_without_a_retry_key_nothing_waits_for_late_reports() -> None:
+    publisher, store = FakePublisher([PENDING]), FakeIdempotencyStore()
+    with pytest.raises(SinkUnavailable):
+        await service(publisher, store).ingest([Envelope(seed_event())], TENANT, request())
+    assert publisher.on_late is None and store.records == {} and store.held == []

@@ -1,5 +1,8 @@
 """The producer settings that make a 202 durable (seed E2.S7) and keep latency low."""
 
+import pytest
+from pydantic import ValidationError
+
 from audit_ingest.bootstrap import dead_letter_producer_config, producer_config
 from audit_ingest.settings import Settings
 
@@ -16,8 +19,29 @@ def test_batching_is_a_ceiling_not_a_linger() -> None:
     config = producer_config(Settings())
     assert config["batch.size"] == 1_048_576  # the seed's 1 MB, as the most a batch holds
     assert config["linger.ms"] <= 5  # not the seed's 1 s: that would be every request's floor
-    # The broker must answer before the request gives up on it.
-    assert config["message.timeout.ms"] == Settings().kafka_delivery_timeout_ms
+
+
+# Kafka fences a dead or cut-off broker after `broker.session.timeout.ms` (9 s by default) and
+# then moves its partitions; the fault runs saw new leaders 8-14 s after a cut.
+FAILOVER_MS = 15_000
+
+
+def test_a_record_outlives_its_request_and_a_failover() -> None:
+    settings = Settings()
+    config = producer_config(settings)
+    # A record timing out in flight makes the idempotent producer bump its epoch and resend
+    # what it holds as new records (a second copy under one 202), so the producer keeps a
+    # record through a failover and past the request's own wait (delivery timeout + 1 s).
+    assert config["message.timeout.ms"] == settings.kafka_message_timeout_ms
+    assert config["message.timeout.ms"] > settings.kafka_delivery_timeout_ms + 1000
+    assert config["message.timeout.ms"] > FAILOVER_MS
+    assert config["request.timeout.ms"] > FAILOVER_MS
+    assert config["request.timeout.ms"] <= config["message.timeout.ms"]
+
+
+def test_a_producer_that_gives_up_before_the_request_is_refused() -> None:
+    with pytest.raises(ValidationError, match="KAFKA_MESSAGE_TIMEOUT_MS"):
+        Settings(kafka_delivery_timeout_ms=20_000, kafka_message_timeout_ms=10_000)
 
 
 def test_small_requests_are_sent_at_once() -> None:

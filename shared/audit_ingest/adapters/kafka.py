@@ -10,7 +10,12 @@ one `poll()` settles are woken together, with one thread-safe call (`Wakeups`): 
 poll serves the reports of many requests, and each thread-safe call is a write to the loop's
 self-pipe and a loop wake-up.
 A request is answered only once every one of its records has its report (or its deadline
-passed), which is what makes a 202 mean "durable".
+passed), which is what makes a 202 mean "durable". A record whose request gave up is not
+withdrawn: librdkafka keeps trying until its own message timeout (`KAFKA_MESSAGE_TIMEOUT_MS`,
+longer than a broker failover), and the caller's `on_late` learns how it ended. A message
+timeout while a record may be in flight makes the idempotent producer bump its epoch and send
+what it still holds again under new sequence numbers, which the broker cannot recognise as
+repeats: the extra copies under one 202 that the fault runs found.
 
 Dead letters (`publish_nowait`) go through a producer of their own when one is configured
 (`dead_letter_config`): nothing waits for them, so their records may wait for the brokers as
@@ -40,7 +45,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from audit_ingest.domain.records import KafkaRecord
 from audit_ingest.logs import KafkaLog
 from audit_ingest.metrics import KAFKA_DELIVERY_SECONDS
-from audit_ingest.ports import Delivery
+from audit_ingest.ports import Delivery, LateDeliveries
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +161,12 @@ class KafkaPublisher:
         return remaining
 
     # -- publishing ------------------------------------------------------------------------
-    async def publish(self, records: Sequence[KafkaRecord], timeout: float) -> list[Delivery]:
+    async def publish(
+        self,
+        records: Sequence[KafkaRecord],
+        timeout: float,
+        on_late: LateDeliveries | None = None,
+    ) -> list[Delivery]:
         if not records:
             return []
         loop = asyncio.get_running_loop()
@@ -165,7 +175,7 @@ class KafkaPublisher:
         except KafkaException as exc:
             failure = Delivery(False, f"producer unavailable: {exc}")
             return [failure for _ in records]
-        awaited = AwaitedRecords(loop.create_future(), len(records), self._wakeups.add)
+        awaited = AwaitedRecords(loop.create_future(), len(records), self._wakeups.add, on_late)
         produced = 0
         for index, record in enumerate(records):
             try:
@@ -188,17 +198,19 @@ class KafkaPublisher:
         if not awaited.future.done():
             # The deadline settles the same future (cheaper than `asyncio.wait`, which adds a
             # waiter future and callbacks to every request).
-            deadline = loop.call_later(timeout, _set_once, awaited.future)
+            deadline = loop.call_later(timeout, awaited.expire)
             try:
                 await awaited.future
             finally:
                 deadline.cancel()
         results = list(awaited.results)
-        if None not in results:
+        if not awaited.pending:
             KAFKA_DELIVERY_SECONDS.observe(time.perf_counter() - started)
-            return results  # type: ignore[return-value]  # no None left
-        late = Delivery(False, f"not acknowledged within {timeout:.1f} s")
-        return [late if result is None else result for result in results]
+            return results  # type: ignore[return-value]  # every record has its report
+        late = Delivery(False, f"not acknowledged within {timeout:.1f} s", pending=True)
+        for index in awaited.pending:
+            results[index] = late
+        return results  # type: ignore[return-value]  # the pending ones were filled in
 
     def publish_nowait(self, records: Sequence[KafkaRecord]) -> None:
         try:
@@ -284,21 +296,28 @@ class AwaitedRecords:
     """The delivery reports of one `publish()` call: one slot per record, one future for all.
 
     Reports arrive on the poll thread. Each takes a ticket (`next()` on a counter is atomic),
-    as does the loop once it has produced every record; whoever takes the last ticket settles
-    the future, once, without a lock: on the loop, at once; on the poll thread, through
-    `wake` (by default a thread-safe call per future; the publisher passes `Wakeups.add`).
+    as does the loop once it has produced every record; whoever takes the last ticket
+    completes the call, once, without a lock: on the loop, at once; on the poll thread,
+    through `wake` (by default a thread-safe call per call; the publisher passes
+    `Wakeups.add`). The request's deadline (`expire`, on the loop) may come first: the records
+    still without a report are then `pending`, and once their reports are in, `late` learns
+    how they ended.
     """
 
-    __slots__ = ("_last", "_tickets", "_wake", "future", "results")
+    __slots__ = ("_last", "_tickets", "_wake", "future", "late", "pending", "results")
 
     def __init__(
         self,
         future: asyncio.Future[None],
         count: int,
-        wake: Callable[[asyncio.Future[None]], None] | None = None,
+        wake: Callable[[AwaitedRecords], None] | None = None,
+        late: LateDeliveries | None = None,
     ) -> None:
         self.future = future
         self.results: list[Delivery | None] = [None] * count
+        self.late = late
+        # Indices of the records without a report when the deadline came (set by `expire`).
+        self.pending: tuple[int, ...] = ()
         self._tickets = itertools.count(1)
         self._last = 0  # set by seal(): records produced + 1 (the loop's own ticket)
         self._wake = wake or _wake_now
@@ -309,17 +328,30 @@ class AwaitedRecords:
         else:
             self.results[index] = Delivery(False, str(error), retriable=not _is_permanent(error))
         if next(self._tickets) == self._last:
-            self._wake(self.future)
+            self._wake(self)
 
     def seal(self, produced: int) -> None:
         """Called on the loop once `produced` records are queued (the others failed at once)."""
         self._last = produced + 1
         if next(self._tickets) == self._last:
-            _set_once(self.future)
+            self.complete()
+
+    def expire(self) -> None:  # on the loop, at the request's deadline
+        if not self.future.done():
+            self.pending = tuple(i for i, result in enumerate(self.results) if result is None)
+            self.future.set_result(None)
+
+    def complete(self) -> None:  # on the loop, once every record has its report
+        if not self.future.done():
+            self.future.set_result(None)
+        elif self.pending and self.late is not None:
+            late, self.late = self.late, None
+            final = {index: self.results[index] for index in self.pending}
+            late(final)  # type: ignore[arg-type]  # every report is in: no None left
 
 
 class Wakeups:
-    """Futures whose last report arrived, woken together after the `poll()` that served them.
+    """Calls whose last report arrived, completed together after the `poll()` that served them.
 
     `add` runs inside `poll()` (the poll thread, or the loop's own `poll(0)` when a producer is
     retired); `flush` after it: one `call_soon_threadsafe` per event loop for all of them.
@@ -330,39 +362,36 @@ class Wakeups:
     __slots__ = ("_due",)
 
     def __init__(self) -> None:
-        self._due: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._due: collections.deque[AwaitedRecords] = collections.deque()
 
-    def add(self, future: asyncio.Future[None]) -> None:
-        self._due.append(future)
+    def add(self, awaited: AwaitedRecords) -> None:
+        self._due.append(awaited)
 
     def flush(self) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        by_loop: dict[asyncio.AbstractEventLoop, list[AwaitedRecords]] = {}
         while True:
             try:
-                future = self._due.popleft()
+                awaited = self._due.popleft()
             except IndexError:
                 break
-            by_loop.setdefault(future.get_loop(), []).append(future)
-        for loop, futures in by_loop.items():
+            by_loop.setdefault(awaited.future.get_loop(), []).append(awaited)
+        for loop, calls in by_loop.items():
             # A closed loop means the requests are gone already: nothing is waiting for them.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_set_all, futures)
+                loop.call_soon_threadsafe(_complete_all, calls)
 
 
-def _wake_now(future: asyncio.Future[None]) -> None:
+def _wake_now(awaited: AwaitedRecords) -> None:
     with contextlib.suppress(RuntimeError):
-        future.get_loop().call_soon_threadsafe(_set_once, future)
+        awaited.future.get_loop().call_soon_threadsafe(awaited.complete)
 
 
-def _set_once(future: asyncio.Future[None]) -> None:  # on the future's loop
-    if not future.done():
-        future.set_result(None)
-
-
-def _set_all(futures: list[asyncio.Future[None]]) -> None:  # on the futures' loop
-    for future in futures:
-        if not future.done():
-            future.set_result(None)
+def _complete_all(calls: list[AwaitedRecords]) -> None:  # on their loop
+    for awaited in calls:
+        try:
+            awaited.complete()
+        except Exception:  # one caller's late handler must not cost the others their wake-up
+            log.exception("late delivery handler failed")
 
 
 def _log_failure(error: KafkaError | None, message: Message) -> None:

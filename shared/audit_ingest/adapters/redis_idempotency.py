@@ -2,7 +2,9 @@
 
 Each key moves through `pending` (an attempt is producing; expires on its own if that process
 dies) to `done` (24 h: retries get the original event_id) or `retry` (the attempt failed: the
-next attempt is processed normally, under the same event_id). Claims and settlements are Lua
+next attempt is processed normally, under the same event_id). A claim whose record outlived
+its request stays `pending`, held for as long as the producer may still write the record
+(`held_ttl`), until the producer's report settles it. Claims and settlements are Lua
 scripts, atomic on the server and one round trip for a whole batch (keys of one tenant share a
 hash slot, so this works on Redis Cluster too).
 """
@@ -40,11 +42,17 @@ end
 return out
 """
 
-# KEYS: storage keys. ARGV[1]: retention (s); then per key: new value, expected pending value.
+# KEYS: storage keys. ARGV[1]: retention (s), ARGV[2]: hold (ms); then per key: new value
+# ('' to keep the pending value and extend it by the hold), expected pending value.
 _SETTLE = """
 for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[2 * i + 1] then
-    redis.call('SET', key, ARGV[2 * i], 'EX', ARGV[1])
+  if redis.call('GET', key) == ARGV[2 * i + 2] then
+    local value = ARGV[2 * i + 1]
+    if value == '' then
+      redis.call('PEXPIRE', key, ARGV[2])
+    else
+      redis.call('SET', key, value, 'EX', ARGV[1])
+    end
   end
 end
 return #KEYS
@@ -62,6 +70,7 @@ class RedisIdempotencyStore:
         *,
         timeout: float = 0.1,
         pending_ttl: float = 15.0,
+        held_ttl: float = 65.0,
         retry_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -74,6 +83,7 @@ class RedisIdempotencyStore:
         self._clock = clock
         self._down_until = 0.0
         self._pending_ttl_ms = str(int(pending_ttl * 1000))
+        self._held_ttl_ms = str(int(held_ttl * 1000))
         self._redis: Redis | None = None
 
     def _client(self) -> Redis:
@@ -109,10 +119,12 @@ class RedisIdempotencyStore:
         tenant_id: str,
         done: Sequence[tuple[Claim, str]],
         failed: Sequence[Claim],
+        held: Sequence[Claim] = (),
     ) -> None:
-        """Record `done` (claim, received_at) and `failed` claims; best effort."""
+        """Record `done` (claim, received_at) and `failed` claims, and extend `held` ones (still
+        pending) to `held_ttl`; best effort."""
         keys: list[str] = []
-        argv: list[str] = [str(RETENTION_SECONDS)]
+        argv: list[str] = [str(RETENTION_SECONDS), self._held_ttl_ms]
         for claim, received_at in done:
             keys.append(storage_key(tenant_id, claim.key))
             argv += [
@@ -125,6 +137,9 @@ class RedisIdempotencyStore:
                 f"retry|{claim.event_id}|{claim.fingerprint}",
                 f"pending|{claim.event_id}|{claim.fingerprint}",
             ]
+        for claim in held:
+            keys.append(storage_key(tenant_id, claim.key))
+            argv += ["", f"pending|{claim.event_id}|{claim.fingerprint}"]
         if not keys:
             return
         # On failure the claims expire on their own; a retry inside their TTL waits for that.

@@ -40,7 +40,7 @@ from audit_ingest.domain.records import KafkaRecord
 from audit_ingest.domain.timestamps import parse_rfc3339
 from audit_ingest.errors import FieldError, InvalidEvent, SinkUnavailable, Unavailable
 from audit_ingest.ops.keys import parse_duration
-from audit_ingest.ports import Delivery, IdempotencyStore, Publisher
+from audit_ingest.ports import Delivery, IdempotencyStore, LateDeliveries, Publisher
 from audit_ingest.service import KEY_REUSED, SINK_CODES, Accepted
 from audit_ingest.settings import Settings
 
@@ -145,8 +145,13 @@ class _KeepDeadLetters:
         self._inner = inner
         self._dlq_topic = dlq_topic
 
-    async def publish(self, records: Sequence[KafkaRecord], timeout: float) -> list[Delivery]:
-        return await self._inner.publish(records, timeout)
+    async def publish(
+        self,
+        records: Sequence[KafkaRecord],
+        timeout: float,
+        on_late: LateDeliveries | None = None,
+    ) -> list[Delivery]:
+        return await self._inner.publish(records, timeout, on_late)
 
     def publish_nowait(self, records: Sequence[KafkaRecord]) -> None:
         others = [r for r in records if r.topic != self._dlq_topic]
@@ -175,10 +180,14 @@ class _StrictIdempotency:
             ) from exc
 
     async def settle(
-        self, tenant_id: str, done: Sequence[tuple[Claim, str]], failed: Sequence[Claim]
+        self,
+        tenant_id: str,
+        done: Sequence[tuple[Claim, str]],
+        failed: Sequence[Claim],
+        held: Sequence[Claim] = (),
     ) -> None:
         try:
-            await self._inner.settle(tenant_id, done, failed)
+            await self._inner.settle(tenant_id, done, failed, held)
         except Unavailable as exc:
             raise ReplayAborted(
                 "a record was replayed but the idempotency store (Redis) did not record it: "
