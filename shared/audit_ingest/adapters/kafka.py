@@ -23,8 +23,9 @@ long as the process lives (`KAFKA_DLQ_DELIVERY_TIMEOUT_MS`, default 0: no timeou
 its queue, while the main producer's records must give up at the request's deadline (a late
 write would store an event whose client was told 503).
 
-Lifecycle: the producers are built on first use, rebuilt after a fatal error of the
-idempotent producer (librdkafka cannot recover from those in place), and flushed by `close()`.
+Lifecycle: each producer lives in a `ProducerSlot`: built on first use, rebuilt after a fatal
+error of the idempotent producer (librdkafka cannot recover from those in place), and flushed
+by `close()`.
 """
 
 from __future__ import annotations
@@ -68,6 +69,66 @@ def _is_permanent(error: KafkaError) -> bool:
     return error.code() in _PERMANENT
 
 
+class ProducerSlot:
+    """One librdkafka producer: built on first use, replaced after a fatal error of the
+    idempotent producer (librdkafka cannot recover from those in place), taken by `close()`.
+
+    `retire` gets the producer being replaced (what it still holds will never be delivered);
+    `started` is called after a producer is built (the publisher starts its poll thread then,
+    not on every call).
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        *,
+        label: str,
+        retire: Callable[[Producer], None],
+        started: Callable[[], None],
+        factory: Callable[[dict[str, Any]], Producer] = Producer,
+    ) -> None:
+        self._config = dict(config)
+        self._config.setdefault("error_cb", self._on_error)
+        # librdkafka's own lines into the JSON log (served by the poll thread), not raw stderr.
+        self._config.setdefault("logger", KafkaLog())
+        self._label = label
+        self._retire = retire
+        self._started = started
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._fatal = False
+        self.current: Producer | None = None  # read without the lock by the poll thread
+
+    def get(self) -> Producer:
+        with self._lock:
+            if self.current is not None and self._fatal:
+                log.error(
+                    "kafka %s hit a fatal error; replacing it (%d record(s) it held are lost)",
+                    self._label,
+                    len(self.current),
+                )
+                self._retire(self.current)
+                self.current = None
+            if self.current is None:
+                self._fatal = False
+                self.current = self._factory(self._config)
+                self._started()
+            return self.current
+
+    def take(self) -> Producer | None:
+        """The producer (None if never built), no longer the slot's: the caller flushes it."""
+        with self._lock:
+            producer, self.current = self.current, None
+        return producer
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal = True
+            log.error("kafka fatal error (%s): %s", self._label, error)
+        else:
+            log.warning("kafka error (%s): %s", self._label, error)
+
+
 class KafkaPublisher:
     """Publishes records with acks=all and idempotence, awaiting each delivery report."""
 
@@ -77,42 +138,43 @@ class KafkaPublisher:
         *,
         dead_letter_config: dict[str, Any] | None = None,
         poll_interval: float = 0.05,
+        factory: Callable[[dict[str, Any]], Producer] = Producer,
     ) -> None:
-        self._config = dict(config)
-        self._config.setdefault("error_cb", self._on_error)
-        # librdkafka's own lines into the JSON log (served by the poll thread), not raw stderr.
-        self._config.setdefault("logger", KafkaLog())
-        self._dead_letters = DeadLetterProducer(dead_letter_config) if dead_letter_config else None
+        self._main = ProducerSlot(
+            config,
+            label="producer",
+            retire=self._fail_pending,
+            started=self._ensure_poller,
+            factory=factory,
+        )
+        self._dead_letters = (
+            ProducerSlot(
+                dead_letter_config,
+                label="dead-letter producer",
+                retire=_drop_held,
+                started=self._ensure_poller,  # it serves the dead letters' failure reports
+                factory=factory,
+            )
+            if dead_letter_config
+            else None
+        )
         self._poll_interval = poll_interval
         self._lock = threading.Lock()
-        self._producer: Producer | None = None
-        self._fatal = False
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._wakeups = Wakeups()
 
     # -- lifecycle -------------------------------------------------------------------------
-    def _get_producer(self) -> Producer:
+    def _ensure_poller(self) -> None:
         with self._lock:
-            if self._producer is not None and self._fatal:
-                log.error("kafka producer hit a fatal error; replacing it")
-                self._retire(self._producer)
-                self._producer = None
-            if self._producer is None:
-                self._fatal = False
-                self._producer = Producer(self._config)
-                self._ensure_poller()
-            return self._producer
+            if self._poller is None or not self._poller.is_alive():
+                self._stop.clear()
+                self._poller = threading.Thread(
+                    target=self._poll_forever, name="kafka-delivery-reports", daemon=True
+                )
+                self._poller.start()
 
-    def _ensure_poller(self) -> None:  # under self._lock
-        if self._poller is None or not self._poller.is_alive():
-            self._stop.clear()
-            self._poller = threading.Thread(
-                target=self._poll_forever, name="kafka-delivery-reports", daemon=True
-            )
-            self._poller.start()
-
-    def _retire(self, producer: Producer) -> None:
+    def _fail_pending(self, producer: Producer) -> None:
         # A fatal producer delivers nothing more; fail its pending reports now so the waiting
         # requests answer 503 at once instead of at their deadline.
         producer.purge(in_queue=True, in_flight=True, blocking=False)
@@ -121,37 +183,31 @@ class KafkaPublisher:
 
     def _poll_forever(self) -> None:
         while not self._stop.is_set():
-            producer = self._producer
+            producer = self._main.current
             try:
                 if producer is None:
                     self._stop.wait(self._poll_interval)
                 else:
                     producer.poll(self._poll_interval)
-                if self._dead_letters is not None:
-                    self._dead_letters.poll()
+                dead_letters = self._dead_letters.current if self._dead_letters else None
+                if dead_letters is not None:
+                    dead_letters.poll(0)
             finally:
                 self._wakeups.flush()
 
-    def _on_error(self, error: KafkaError) -> None:
-        if error.fatal():
-            self._fatal = True
-            log.error("kafka fatal error: %s", error)
-        else:
-            log.warning("kafka error: %s", error)
-
     def close(self, timeout: float) -> int:
         """Flush what is queued (up to `timeout` seconds) and stop; returns records left."""
-        with self._lock:
-            producer, self._producer = self._producer, None
         deadline = time.monotonic() + timeout
         remaining = 0
+        producer = self._main.take()
         if producer is not None:
             remaining = producer.flush(timeout)
             self._wakeups.flush()
             if remaining:
                 log.error("kafka flush left %d record(s) undelivered", remaining)
-        if self._dead_letters is not None:
-            left = self._dead_letters.close(max(0.0, deadline - time.monotonic()))
+        dead_letters = self._dead_letters.take() if self._dead_letters else None
+        if dead_letters is not None:
+            left = dead_letters.flush(max(0.0, deadline - time.monotonic()))
             if left:
                 log.error("kafka flush left %d dead-letter record(s) undelivered", left)
             remaining += left
@@ -171,7 +227,7 @@ class KafkaPublisher:
             return []
         loop = asyncio.get_running_loop()
         try:
-            producer = self._get_producer()
+            producer = self._main.get()
         except KafkaException as exc:
             failure = Delivery(False, f"producer unavailable: {exc}")
             return [failure for _ in records]
@@ -215,11 +271,9 @@ class KafkaPublisher:
     def publish_nowait(self, records: Sequence[KafkaRecord]) -> None:
         try:
             if self._dead_letters is not None:
-                producer = self._dead_letters.producer()
-                with self._lock:
-                    self._ensure_poller()  # serves its failure reports
+                producer = self._dead_letters.get()
             else:
-                producer = self._get_producer()
+                producer = self._main.get()
             for record in records:
                 producer.produce(
                     record.topic,
@@ -233,7 +287,7 @@ class KafkaPublisher:
 
     async def ping(self, timeout: float) -> bool:
         def probe() -> bool:
-            producer = self._get_producer()
+            producer = self._main.get()
             metadata = producer.list_topics(timeout=timeout)
             return bool(metadata.brokers)
 
@@ -241,52 +295,6 @@ class KafkaPublisher:
             return await asyncio.to_thread(probe)
         except KafkaException:
             return False
-
-
-class DeadLetterProducer:
-    """The producer of dead letters: nothing awaits them, so they may wait for the brokers.
-
-    Built on first use; replaced after a fatal error (what it held is lost, and logged);
-    polled by the publisher's poll thread; flushed by `close()`.
-    """
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        self._config = dict(config)
-        self._config.setdefault("error_cb", self._on_error)
-        self._config.setdefault("logger", KafkaLog())
-        self._lock = threading.Lock()
-        self._producer: Producer | None = None
-        self._fatal = False
-
-    def producer(self) -> Producer:
-        with self._lock:
-            if self._producer is not None and self._fatal:
-                lost = len(self._producer)
-                log.error("dead-letter producer hit a fatal error; %d record(s) lost", lost)
-                self._producer.purge(in_queue=True, in_flight=True, blocking=False)
-                self._producer.poll(0)
-                self._producer = None
-            if self._producer is None:
-                self._fatal = False
-                self._producer = Producer(self._config)
-            return self._producer
-
-    def poll(self) -> None:
-        producer = self._producer
-        if producer is not None:
-            producer.poll(0)
-
-    def close(self, timeout: float) -> int:
-        with self._lock:
-            producer, self._producer = self._producer, None
-        return producer.flush(timeout) if producer is not None else 0
-
-    def _on_error(self, error: KafkaError) -> None:
-        if error.fatal():
-            self._fatal = True
-            log.error("kafka fatal error (dead-letter producer): %s", error)
-        else:
-            log.warning("kafka error (dead-letter producer): %s", error)
 
 
 _ACKNOWLEDGED = Delivery(True)
@@ -392,6 +400,12 @@ def _complete_all(calls: list[AwaitedRecords]) -> None:  # on their loop
             awaited.complete()
         except Exception:  # one caller's late handler must not cost the others their wake-up
             log.exception("late delivery handler failed")
+
+
+def _drop_held(producer: Producer) -> None:
+    # Nothing waits for dead letters: what a fatal producer held is gone (the count is logged).
+    producer.purge(in_queue=True, in_flight=True, blocking=False)
+    producer.poll(0)
 
 
 def _log_failure(error: KafkaError | None, message: Message) -> None:
