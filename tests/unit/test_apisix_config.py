@@ -76,7 +76,7 @@ from audit_ingest.domain.gateway_token import (
 from audit_ingest.domain.limits import Limits
 from audit_ingest.domain.ratelimit import WINDOW_SECONDS, RateDecision, rate_headers
 from audit_ingest.errors import KeyStoreUnavailable, PayloadTooLarge, Unauthenticated
-from audit_ingest.http.edge import request_id_of
+from audit_ingest.http.edge import request_headers, request_id_of
 from audit_ingest.http.problem import PROBLEM_JSON, problem_response
 from audit_ingest.http.routes import OPERATIONAL as AUTHORIZE_OPERATIONAL_PATHS
 from audit_ingest.http.routes import Endpoint
@@ -1728,7 +1728,7 @@ def test_knative_services_exist_for_every_upstream(standalone: Doc) -> None:
 
 def test_request_id_header_is_the_one_the_code_reads_and_echoes() -> None:
     scope = {"type": "http", "headers": [(REQUEST_ID_HEADER.lower().encode(), b"abc-1")]}
-    assert request_id_of(Request(scope)) == "abc-1"
+    assert request_id_of(request_headers(Request(scope))) == "abc-1"
     response = problem_response(
         Unauthenticated("x"), instance="/", headers={REQUEST_ID_HEADER: "r"}
     )

@@ -11,13 +11,11 @@ from audit_ingest.errors import MalformedBody, PayloadTooLarge, UnsupportedMedia
 ENCODINGS = ("gzip", "identity")
 
 
-async def read_body(request: Request, limit: int, declared: str | None = None) -> bytes:
+async def read_body(request: Request, limit: int, declared: str | None) -> bytes:
     """The whole body, or 413 as soon as it is known to exceed `limit` bytes.
 
-    :param declared: the request's Content-Length, when the caller has read its headers.
+    :param declared: the request's Content-Length header, None when it has none.
     """
-    if declared is None:
-        declared = request.headers.get("content-length")
     if declared is not None:
         try:
             if int(declared) > limit:

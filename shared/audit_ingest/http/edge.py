@@ -41,12 +41,15 @@ _UNCOUNTED = tuple(OPERATIONAL.values())
 _UNLOGGED = (Operation.HEALTH, Operation.METRICS)
 
 
-def request_id_of(request: Request) -> str:
-    """The caller's (or the gateway's) X-Request-Id when it is sane, else a new one."""
-    return _request_id(request.headers.get("x-request-id"))
+_REQUEST_ID_KEY = REQUEST_ID.lower()  # as ASGI (and `request_headers`) name it
 
 
-def _request_id(offered: str | None) -> str:
+def request_id_of(headers: dict[str, str]) -> str:
+    """The caller's (or the gateway's) X-Request-Id when it is sane, else a new one.
+
+    :param headers: the request's headers as `request_headers` gives them.
+    """
+    offered = headers.get(_REQUEST_ID_KEY)
     if offered and _SANE_REQUEST_ID.fullmatch(offered):
         return offered
     return new_request_id()
@@ -128,9 +131,7 @@ class Edge(Generic[AppT]):
         """Answer one request; `app` overrides `build()` (tests pass one)."""
         started = time.perf_counter()
         received = request_headers(request)
-        exchange = Exchange(
-            request, {REQUEST_ID: _request_id(received.get("x-request-id"))}, {}, received
-        )
+        exchange = Exchange(request, {REQUEST_ID: request_id_of(received)}, {}, received)
         path: str = request.scope["path"]
         operation: Operation | None = None
         try:
