@@ -33,13 +33,19 @@ def event(index: int) -> dict[str, Any]:
     }
 
 
+def template(name: str) -> bytes:
+    """The body template `name` (a key of SIZES), `__SEQ__` still in it."""
+    size = SIZES[name]
+    body: object = event(0) if size == 1 else {"events": [event(i) for i in range(size)]}
+    return orjson.dumps(body)
+
+
 def write(folder: Path) -> dict[str, Path]:
     """Write the three templates under `folder`; name -> path."""
     folder.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    for name, size in SIZES.items():
-        body: object = event(0) if size == 1 else {"events": [event(i) for i in range(size)]}
+    for name in SIZES:
         path = folder / f"{name}.json"
-        path.write_bytes(orjson.dumps(body))
+        path.write_bytes(template(name))
         paths[name] = path
     return paths

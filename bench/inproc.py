@@ -27,8 +27,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from bench import bodies
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,14 +48,12 @@ def _load_env(path: Path) -> None:
             os.environ.setdefault(name.strip(), value.strip())
 
 
-def _body(name: str, seq: int) -> bytes:
+def _bodies(name: str, count: int) -> list[bytes]:
+    """`count` request bodies from the generator's template, each with its own numbers."""
     if name == "authorize":
-        return b""
-    size = bodies.SIZES[name]
-    body: object = (
-        bodies.event(0) if size == 1 else {"events": [bodies.event(i) for i in range(size)]}
-    )
-    return orjson.dumps(body).replace(b"__SEQ__", str(seq).encode())
+        return [b""] * count
+    template = bodies.template(name)
+    return [template.replace(b"__SEQ__", str(seq).encode()) for seq in range(count)]
 
 
 def _scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
@@ -103,7 +99,7 @@ async def _drive(args: argparse.Namespace, app: Any, headers: list[tuple[bytes, 
     path = TARGETS[args.body][1]
     expected = 200 if args.body == "authorize" else 202
     # Bodies made up front: their building is the generator's cost, not the function's.
-    payloads = [_body(args.body, seq) for seq in range(args.requests + args.warmup)]
+    payloads = _bodies(args.body, args.requests + args.warmup)
     statuses: dict[int, int] = {}
     queue = iter(payloads)
 
