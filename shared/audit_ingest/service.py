@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 
 MAX_ERRORS_PER_EVENT = 50
 PENDING_POLL_SECONDS = 0.025
+# The least a request waits for its records' acknowledgements, even when waiting on another
+# request's claim used up its deadline (the records are produced either way; a healthy broker
+# answers well within this).
+MIN_ACK_WAIT_SECONDS = 0.5
 
 SINK_UNAVAILABLE = FieldError(
     "",
@@ -158,10 +162,15 @@ class IngestService:
             # Rejections are already reported to the client; their dead letters are a record
             # for operators, so they do not hold the response.
             self._publisher.publish_nowait(dead_letters)
-        claimed = await self._claim(leaders, principal, outcomes)
+        # One deadline for the whole request: waiting on other requests' claims and then on the
+        # broker share it, so a request holds its own claims at most `ack_timeout` (plus the
+        # minimum wait) before it settles them, well inside their pending TTL.
+        deadline = time.monotonic() + self._ack_timeout
+        claimed = await self._claim(leaders, principal, outcomes, deadline)
         held: frozenset[int] = frozenset()
         if claimed:
-            held = await self._publish(claimed, outcomes, principal, request)
+            wait = max(deadline - time.monotonic(), MIN_ACK_WAIT_SECONDS)
+            held = await self._publish(claimed, outcomes, principal, request, wait)
         await self._settle(principal, claimed, outcomes, request, held)
         for item, leader in repeats:
             outcomes[item.index] = _repeat_outcome(item, leader, outcomes[leader.index])
@@ -183,13 +192,16 @@ class IngestService:
         return Claim(checked.retry_key, self._new_event_id(), checked.fingerprint)
 
     async def _claim(
-        self, valid: list[_Valid], principal: Principal, outcomes: dict[int, Outcome]
+        self,
+        valid: list[_Valid],
+        principal: Principal,
+        outcomes: dict[int, Outcome],
+        deadline: float,
     ) -> list[tuple[_Valid, str]]:
         """(item, event_id) for every event to publish; settles duplicates in `outcomes`."""
         ready: list[tuple[_Valid, str]] = []
         waiting = [item for item in valid if item.claim is not None]
         ready += [(item, self._new_event_id()) for item in valid if item.claim is None]
-        deadline = time.monotonic() + self._ack_timeout
         while waiting:
             assert self._idempotency is not None
             try:
@@ -233,6 +245,7 @@ class IngestService:
         outcomes: dict[int, Outcome],
         principal: Principal,
         request: RequestContext,
+        wait: float,
     ) -> frozenset[int]:
         """Publish and record each outcome; returns the indices of events whose record the
         producer still holds (answered 503; their claims are settled when it reports)."""
@@ -247,7 +260,7 @@ class IngestService:
             for item, event_id in claimed
         ]
         on_late = self._late_handler(principal, claimed, request)
-        deliveries = await self._publisher.publish(records, self._ack_timeout, on_late)
+        deliveries = await self._publisher.publish(records, wait, on_late)
         permanent: list[KafkaRecord] = []
         held: list[int] = []
         for (item, event_id), delivery in zip(claimed, deliveries, strict=True):

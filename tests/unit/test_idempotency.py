@@ -14,7 +14,7 @@ from audit_ingest.domain.principal import Principal
 from audit_ingest.domain.records import KafkaRecord
 from audit_ingest.errors import SinkUnavailable
 from audit_ingest.ports import Delivery, LateDeliveries
-from audit_ingest.service import Accepted, IngestService, Rejected
+from audit_ingest.service import MIN_ACK_WAIT_SECONDS, Accepted, IngestService, Rejected
 from tests.unit.fakes import FakeIdempotencyStore, FakePublisher
 from tests.unit.samples import make_service, seed_event
 
@@ -333,3 +333,18 @@ async def test_without_a_retry_key_nothing_waits_for_late_reports() -> None:
     with pytest.raises(SinkUnavailable):
         await service(publisher, store).ingest([Envelope(seed_event())], TENANT, request())
     assert publisher.on_late is None and store.records == {} and store.held == []
+
+
+async def test_waiting_on_another_requests_claim_shares_the_requests_deadline() -> None:
+    # "busy" is being stored by another request; "new" is claimed at once. The wait on "busy"
+    # uses up the deadline, so "new" gets only the minimum wait: the request never holds its
+    # own claims longer than its deadline plus that minimum (their pending TTL counts on it).
+    publisher, store = FakePublisher(), FakeIdempotencyStore()
+    busy = keyed("busy")
+    store.records[("tenant-a", "key:busy")] = ("pending", "id-x", fingerprint(seed_event()))
+    outcomes = await service(publisher, store, ack_timeout=0.2).ingest(
+        [busy, keyed("new")], TENANT, request()
+    )
+    assert isinstance(outcomes[0], Rejected) and outcomes[0].errors[0].code == "sink_unavailable"
+    assert isinstance(outcomes[1], Accepted)
+    assert publisher.timeouts == [MIN_ACK_WAIT_SECONDS]
