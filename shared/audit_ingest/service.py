@@ -120,10 +120,14 @@ class IngestService:
         request: RequestContext,
         *,
         request_idempotency_key: str | None = None,
+        started: float | None = None,
     ) -> list[Outcome]:
         """Validate, de-duplicate, enrich and durably publish; one outcome per envelope.
 
         :param request_idempotency_key: the `Idempotency-Key` header (single events).
+        :param started: when the request began (`time.monotonic()`; default: now): the
+            request's deadline is `ack_timeout` after it, whatever came before the service
+            (authentication, the rate limit, reading the body) included.
         :raises SinkUnavailable: no event could be acknowledged (nothing was accepted).
         """
         outcomes: dict[int, Outcome] = {}
@@ -165,7 +169,7 @@ class IngestService:
         # One deadline for the whole request: waiting on other requests' claims and then on the
         # broker share it, so a request holds its own claims at most `ack_timeout` (plus the
         # minimum wait) before it settles them, well inside their pending TTL.
-        deadline = time.monotonic() + self._ack_timeout
+        deadline = (time.monotonic() if started is None else started) + self._ack_timeout
         claimed = await self._claim(leaders, principal, outcomes, deadline)
         held: frozenset[int] = frozenset()
         if claimed:

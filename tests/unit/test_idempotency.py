@@ -1,6 +1,7 @@
 """Retries are safe: the same key (or CloudEvent source+id) never stores an event twice."""
 
 import asyncio
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -347,4 +348,14 @@ async def test_waiting_on_another_requests_claim_shares_the_requests_deadline() 
     )
     assert isinstance(outcomes[0], Rejected) and outcomes[0].errors[0].code == "sink_unavailable"
     assert isinstance(outcomes[1], Accepted)
+    assert publisher.timeouts == [MIN_ACK_WAIT_SECONDS]
+
+
+async def test_the_deadline_runs_from_the_start_of_the_request() -> None:
+    # What came before the service (authentication, the rate limit, the body) used 2.9 s of a
+    # 3 s deadline: the publish gets the minimum wait, not another 3 s.
+    publisher = FakePublisher()
+    await service(publisher, FakeIdempotencyStore(), ack_timeout=3.0).ingest(
+        [Envelope(seed_event())], TENANT, request(), started=time.monotonic() - 2.9
+    )
     assert publisher.timeouts == [MIN_ACK_WAIT_SECONDS]

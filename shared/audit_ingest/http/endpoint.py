@@ -7,6 +7,7 @@ endpoint.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -52,6 +53,7 @@ async def _answer(
 async def _ingest(exchange: Exchange, endpoint: Endpoint, app: IngestApp) -> Response:
     request, headers, fields = exchange.request, exchange.headers, exchange.fields
     received = exchange.request_headers
+    started = time.monotonic()  # the request's deadline runs from here (see IngestService)
     received_at = datetime.now(UTC)
     principal = await app.authenticator.authenticate(received, received_at)
     fields["tenant_id"] = principal.tenant_id
@@ -93,6 +95,7 @@ async def _ingest(exchange: Exchange, endpoint: Endpoint, app: IngestApp) -> Res
             principal,
             context,
             request_idempotency_key=request_key,
+            started=started,
         )
     except SinkUnavailable:
         metrics.events_series(label, "failed").inc(len(envelopes))
