@@ -20,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -44,6 +45,11 @@ PENDING_POLL_SECONDS = 0.025
 # request's claim used up its deadline (the records are produced either way; a healthy broker
 # answers well within this).
 MIN_ACK_WAIT_SECONDS = 0.5
+# A settlement the store refused (a timeout in a burst trips its breaker for a second) is tried
+# again after these pauses, in the background, while the claims are still pending: a lost
+# settlement leaves a claim to expire, and a held claim that expires lets a retry write a copy
+# under a new event_id while the first may still land (the long function-isolation runs).
+SETTLE_RETRY_PAUSES = (0.3, 1.0, 2.0)
 
 SINK_UNAVAILABLE = FieldError(
     "",
@@ -317,11 +323,7 @@ class IngestService:
             LATE_DELIVERIES.labels("acknowledged").inc(len(done))
             LATE_DELIVERIES.labels("failed").inc(len(failed))
             if done or failed:
-                task = asyncio.get_running_loop().create_task(
-                    self._settle_claims(principal.tenant_id, done, failed)
-                )
-                self._late_settlements.add(task)
-                task.add_done_callback(self._late_settlements.discard)
+                self._in_background(self._settle_claims(principal.tenant_id, done, failed))
 
         return settle_late
 
@@ -363,8 +365,31 @@ class IngestService:
         try:
             await self._idempotency.settle(tenant_id, done, failed, held)
         except Unavailable:
-            count = len(done) + len(failed) + len(held)
-            log.warning("idempotency store unavailable; %d claim(s) left to expire", count)
+            # The answer does not wait for this: settle again in the background.
+            self._in_background(self._settle_later(tenant_id, done, failed, held))
+
+    async def _settle_later(
+        self,
+        tenant_id: str,
+        done: list[tuple[Claim, str]],
+        failed: list[Claim],
+        held: list[Claim],
+    ) -> None:
+        assert self._idempotency is not None
+        for pause in SETTLE_RETRY_PAUSES:
+            await asyncio.sleep(pause)
+            try:
+                await self._idempotency.settle(tenant_id, done, failed, held)
+                return
+            except Unavailable:
+                continue
+        count = len(done) + len(failed) + len(held)
+        log.warning("idempotency store unavailable; %d claim(s) left to expire", count)
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._late_settlements.add(task)
+        task.add_done_callback(self._late_settlements.discard)
 
     def _dead_letter(
         self,

@@ -4,16 +4,18 @@ import asyncio
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
 
+from audit_ingest import service as service_module
 from audit_ingest.domain.enrichment import RequestContext
 from audit_ingest.domain.envelope import CloudEventOrigin, Envelope
 from audit_ingest.domain.idempotency import fingerprint, idempotency_key, storage_key
 from audit_ingest.domain.principal import Principal
 from audit_ingest.domain.records import KafkaRecord
-from audit_ingest.errors import SinkUnavailable
+from audit_ingest.errors import SinkUnavailable, Unavailable
 from audit_ingest.ports import Delivery, LateDeliveries
 from audit_ingest.service import MIN_ACK_WAIT_SECONDS, Accepted, IngestService, Rejected
 from tests.unit.fakes import FakeIdempotencyStore, FakePublisher
@@ -359,3 +361,51 @@ async def test_the_deadline_runs_from_the_start_of_the_request() -> None:
         [Envelope(seed_event())], TENANT, request(), started=time.monotonic() - 2.9
     )
     assert publisher.timeouts == [MIN_ACK_WAIT_SECONDS]
+
+
+class FlakySettleStore(FakeIdempotencyStore):
+    """Claims work; the first `fail_settles` settlements fail (a breaker tripped by a burst)."""
+
+    def __init__(self, fail_settles: int) -> None:
+        super().__init__()
+        self.fail_settles = fail_settles
+
+    async def settle(self, *args: Any, **kwargs: Any) -> None:
+        if self.fail_settles:
+            self.fail_settles -= 1
+            raise Unavailable("failed moments ago")
+        await super().settle(*args, **kwargs)
+
+
+async def test_a_refused_settlement_is_tried_again_in_the_background(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(service_module, "SETTLE_RETRY_PAUSES", (0.01, 0.01, 0.01))
+    publisher, store = FakePublisher([PENDING]), FlakySettleStore(fail_settles=2)
+    with pytest.raises(SinkUnavailable):
+        await service(publisher, store).ingest(
+            [Envelope(seed_event())], TENANT, request(), request_idempotency_key="k"
+        )
+    for _ in range(100):  # the third try holds the claim
+        if store.held:
+            break
+        await asyncio.sleep(0.01)
+    assert store.held == [("tenant-a", "key:k")] and store.fail_settles == 0
+
+
+async def test_settlement_gives_up_after_its_retries(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(service_module, "SETTLE_RETRY_PAUSES", (0.01, 0.01))
+    publisher, store = FakePublisher(), FlakySettleStore(fail_settles=10)
+    (outcome,) = await service(publisher, store).ingest(
+        [Envelope(seed_event())], TENANT, request(), request_idempotency_key="k"
+    )
+    assert isinstance(outcome, Accepted)
+    for _ in range(100):
+        if "left to expire" in caplog.text:
+            break
+        await asyncio.sleep(0.01)
+    assert "1 claim(s) left to expire" in caplog.text
+    assert store.fail_settles == 7  # the first try and two retries, then nothing more
+    assert store.records[("tenant-a", "key:k")][0] == "pending"  # expires on its own
