@@ -39,7 +39,7 @@ from tests.fault.harness import (
     prepare,
     save_summary,
 )
-from tests.fault.verifier import check_gate
+from tests.fault.verifier import check_gate, keeps_claims
 from tests.stack import KAFKA_LIBS, REPO
 
 COLUMNS = (
@@ -149,7 +149,7 @@ def run_fault(
         prepared.append(run)
         result = execute(run, scenario, fault)
         RESULTS.append(result)
-        check_gate(result.verdict)
+        check_gate(result.verdict, claims_kept=keeps_claims(fault, run.functions.output()))
         return result
 
     yield go

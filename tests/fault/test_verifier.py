@@ -22,7 +22,15 @@ from tests.fault.ledger import (
     Outcome,
     content_hash,
 )
-from tests.fault.verifier import Record, Verdict, check_gate, max_gap, percentile, verify
+from tests.fault.verifier import (
+    Record,
+    Verdict,
+    check_gate,
+    keeps_claims,
+    max_gap,
+    percentile,
+    verify,
+)
 
 TENANT = "11111111-1111-4111-8111-111111111111"
 OTHER = "22222222-2222-4222-8222-222222222222"
@@ -170,6 +178,44 @@ def test_a_duplicate_without_ambiguity_is_reported_and_fails_strict_mode(
     check_gate(verdict, strict_duplicates=False)  # counted and reported, not gated
     with pytest.raises(AssertionError, match="I4"):
         check_gate(verdict, strict_duplicates=True)
+
+
+def test_strict_duplicates_are_the_default(
+    honest: tuple[Ledger, list[Record]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger, records = honest
+    verdict = verify(ledger, [*records, record("a", "id-a", 3)])
+    monkeypatch.delenv("FAULT_STRICT_DUPLICATES", raising=False)
+    with pytest.raises(AssertionError, match="I4 unexplained"):
+        check_gate(verdict)
+    monkeypatch.setenv("FAULT_STRICT_DUPLICATES", "0")  # report only
+    check_gate(verdict)
+
+
+def test_a_retried_event_stored_under_a_new_event_id_fails_where_claims_are_kept(
+    honest: tuple[Ledger, list[Record]],
+) -> None:
+    # c was ambiguous and retried, so a second copy is explained; but the retry must reuse the
+    # first attempt's event_id unless its claim was lost (Redis down, its function killed).
+    ledger, records = honest
+    doubled = [records[0], record("c", "id-c", 1), record("c", "id-other", 2)]
+    verdict = verify(ledger, doubled)
+    assert verdict.unexplained_duplicates == 0
+    assert verdict.duplicates == 1 and verdict.duplicates_new_event_id == 1
+    check_gate(verdict, strict_duplicates=True)  # a fault that may take claims: reported
+    check_gate(verdict, strict_duplicates=False, claims_kept=True)  # report-only mode
+    with pytest.raises(AssertionError, match="new event_id"):
+        check_gate(verdict, strict_duplicates=True, claims_kept=True)
+    # The honest run's duplicate shares its event_id: nothing to report.
+    assert verify(*honest).duplicates_new_event_id == 0
+
+
+def test_which_runs_keep_their_claims() -> None:
+    assert keeps_claims("leader_kill", "")
+    assert not keeps_claims("redis_down", "")
+    assert not keeps_claims("function_kill", "")
+    # A store call that failed under load took a claim too.
+    assert not keeps_claims("leader_kill", '{"message":"idempotency store unavailable; 3 ..."}')
 
 
 def test_wrong_tenant_or_content_fails(honest: tuple[Ledger, list[Record]]) -> None:

@@ -8,7 +8,9 @@ every partition from its first offset with a fresh consumer (no group offsets). 
 - I3 no written rejections: an event with no ACK and no ambiguous attempt (every attempt a
   4xx, 429 or refused connection) is absent, and an event invalid on purpose is never
   acknowledged nor stored;
-- I4 duplicates only where an ambiguous attempt was retried (counted either way);
+- I4 duplicates only where an ambiguous attempt was retried (counted either way), and every
+  copy of an event under the event_id its first claim drew (a retry reuses it: a copy under a
+  new one means a claim expired or was lost while its record could still land);
 - I5 integrity: record tenant (value and Kafka key) = the key's tenant; content as sent;
   `ce_id` = `event_id`;
 - I6 offsets strictly increase within each partition.
@@ -38,6 +40,7 @@ from tests.fault.ledger import (
 )
 
 MAX_EXAMPLES = 5
+NEW_EVENT_ID = "I4 copy under a new event_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,7 @@ class Verdict:
     written_rejections: int = 0
     duplicates: int = 0  # extra records beyond the first, per marker
     duplicates_same_event_id: int = 0
+    duplicates_new_event_id: int = 0  # copies whose event_id is not the first copy's
     unexplained_duplicates: int = 0
     integrity_errors: int = 0
     offset_errors: int = 0
@@ -169,6 +173,7 @@ class Verdict:
             "written_rejections": self.written_rejections,
             "duplicates": self.duplicates,
             "duplicates_same_event_id": self.duplicates_same_event_id,
+            "duplicates_new_event_id": self.duplicates_new_event_id,
             "unexplained_duplicates": self.unexplained_duplicates,
             "integrity_errors": self.integrity_errors,
             "offset_errors": self.offset_errors,
@@ -234,6 +239,13 @@ def verify(ledger: Ledger, records: list[Record]) -> Verdict:
             verdict.duplicates += extra
             ids = Counter(r.event_id for r in stored)
             verdict.duplicates_same_event_id += sum(n - 1 for n in ids.values() if n > 1)
+            if len(ids) > 1:
+                verdict.duplicates_new_event_id += len(ids) - 1
+                verdict.violate(
+                    NEW_EVENT_ID,
+                    f"{marker} x{len(stored)} event_ids={sorted(ids)} "
+                    f"outcomes={[o.value for o in outcomes]}",
+                )
             # An ambiguous attempt that was followed by another attempt.
             if Outcome.AMBIGUOUS not in outcomes[:-1]:
                 verdict.unexplained_duplicates += extra
@@ -410,23 +422,42 @@ def read_topic(bootstrap: str, topic: str, ends: dict[int, int], timeout: float)
     return records
 
 
+# Faults that take claims from their owners: Redis down or stalled (the service stores without a
+# claim rather than refuse), a function killed or stopped (its claims expire while what it
+# produced may still land).
+CLAIMS_MAY_BE_LOST = frozenset({"redis_down", "redis_pause", "function_kill", "function_sigterm"})
+STORE_FAILED = "idempotency store unavailable"  # the service's log line when a call failed
+
+
+def keeps_claims(fault: str, function_output: str) -> bool:
+    """Whether every claim stayed with its owner in this run: the fault spares Redis and the
+    functions, and no call to the store failed (a loaded machine can time one out)."""
+    return fault not in CLAIMS_MAY_BE_LOST and STORE_FAILED not in function_output
+
+
 def check_gate(
-    verdict: Verdict, *, allow_unresolved: bool = False, strict_duplicates: bool | None = None
+    verdict: Verdict,
+    *,
+    allow_unresolved: bool = False,
+    strict_duplicates: bool | None = None,
+    claims_kept: bool = False,
 ) -> None:
     """Fail (AssertionError naming each broken invariant) unless the run is clean.
 
     The gate: lost = phantoms = written rejections = 0, no integrity or offset error, and
-    (unless allowed) every event resolved by the deadline. Duplicates without an ambiguous
-    retry (I4) are counted and reported; they fail the gate only in strict mode
-    (`FAULT_STRICT_DUPLICATES=1`), since librdkafka itself may write a record twice under one
-    202 (docs/reliability.md, "Known findings").
+    (unless allowed) every event resolved by the deadline. In strict mode, the default
+    (`FAULT_STRICT_DUPLICATES=0` only reports them), duplicates without an ambiguous retry
+    (I4) fail it too: one 202, one copy. So do copies under a new event_id when the run's
+    fault leaves every claim to its owner (`claims_kept`: Redis up, no function killed or
+    stopped), since a retry reuses its claim's event_id unless that claim was lost.
     """
     if strict_duplicates is None:
-        strict_duplicates = os.environ.get("FAULT_STRICT_DUPLICATES", "") not in ("", "0")
+        strict_duplicates = os.environ.get("FAULT_STRICT_DUPLICATES", "1") != "0"
     broken = [
         f"{name}: {examples}"
         for name, examples in verdict.violations.items()
-        if strict_duplicates or not name.startswith("I4")
+        if not name.startswith("I4")
+        or (strict_duplicates and (name != NEW_EVENT_ID or claims_kept))
     ]
     if not allow_unresolved and verdict.unresolved:
         broken.append(f"unresolved: {verdict.unresolved} event(s) without a final answer")
