@@ -315,7 +315,7 @@ class IngestService:
                 item, event_id = claimed[position]
                 if item.claim is None:
                     continue
-                claim = Claim(item.claim.key, event_id, item.claim.fingerprint)
+                claim = _claim_under(item.claim, event_id)
                 if delivery.acknowledged:
                     done.append((claim, request.received_text))
                 else:
@@ -344,7 +344,7 @@ class IngestService:
         for item, event_id in claimed:
             if item.claim is None:
                 continue
-            claim = Claim(item.claim.key, event_id, item.claim.fingerprint)
+            claim = _claim_under(item.claim, event_id)
             if item.index in held:
                 kept.append(claim)
             elif isinstance(outcomes.get(item.index), Accepted):
@@ -427,6 +427,11 @@ def _stored_outcome(item: _Valid, state: ClaimState) -> Outcome:
         return Rejected(item.index, (KEY_REUSED,))
     IDEMPOTENCY.labels("duplicate").inc()
     return Accepted(item.index, state.event_id, state.received_at, duplicate=True)
+
+
+def _claim_under(claim: Claim, event_id: str) -> Claim:
+    """The claim as the store holds it: under the event_id the claim step settled on."""
+    return Claim(claim.key, event_id, claim.fingerprint)
 
 
 def _repeat_outcome(item: _Valid, first: _Valid, first_outcome: Outcome) -> Outcome:
