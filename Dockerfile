@@ -31,8 +31,10 @@ RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --no-create-home --shell /usr/sbin/nologin app
 COPY --from=builder /app/.venv /app/.venv
 COPY functions/${FUNCTION}/main.py /app/functions/${FUNCTION}/main.py
-# functions-framework reads its target from FUNCTION_TARGET/FUNCTION_SOURCE and the port from
-# PORT (Knative sets PORT too). WORKERS=1: one gunicorn worker running one uvicorn event loop;
+# audit-ingest-serve is functions-framework's CLI and server with one more option, an HTTP
+# keep-alive longer than the queue-proxy's and the gateway's pools (HTTP_KEEPALIVE_SECONDS,
+# shared/audit_ingest/serve.py). It reads its target from FUNCTION_TARGET/FUNCTION_SOURCE and
+# the port from PORT (Knative sets PORT too). WORKERS=1: one gunicorn worker running one uvicorn event loop;
 # Knative's containerConcurrency is sized for that (knative/README.md).
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
@@ -45,4 +47,4 @@ ENV PATH=/app/.venv/bin:$PATH \
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8080
-CMD ["functions-framework", "--asgi"]
+CMD ["audit-ingest-serve", "--asgi"]

@@ -7,7 +7,7 @@ queue-proxy are not part of it): interpreter start, imports, functions-framework
 start, then the first request builds the app (settings, producer, key store pool), resolves the
 key (inline mode: in PostgreSQL; gateway mode, production's: the signed principal APISIX
 forwards), produces to Kafka and waits for acks=all. Each run starts a fresh process
-the way the image does (`functions-framework --asgi`), polls with the event until the 202
+the way the image does (`audit-ingest-serve --asgi`), polls with the event until the 202
 arrives, then stops it with SIGTERM.
 
 Runs against `make run`'s stack when .dev/stack.env names services that answer, else starts
@@ -110,7 +110,7 @@ def one_run(function: str, env: dict[str, str], auth: dict[str, str]) -> tuple[f
     url = f"http://127.0.0.1:{port}/v1/events"
     body = orjson.dumps(EVENT)
     headers = {"content-type": "application/json", **auth}
-    executable = Path(sys.executable).parent / "functions-framework"
+    executable = Path(sys.executable).parent / "audit-ingest-serve"
     argv = [str(executable), "--target", function, "--source", f"functions/{function}/main.py"]
     argv += ["--asgi", "--host", "127.0.0.1", "--port", str(port)]
     started = time.perf_counter()

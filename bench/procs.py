@@ -1,6 +1,7 @@
 """Function processes for the bench, started as production starts them, and their CPU time.
 
-A function runs under functions-framework's ASGI mode (gunicorn arbiter + uvicorn worker(s)),
+A function runs as the image runs it, under `audit-ingest-serve` (functions-framework's ASGI
+server: gunicorn arbiter + uvicorn worker(s)),
 pinned with `taskset` to the service core. CPU time is read from /proc/<pid>/stat (utime +
 stime of every thread) for the arbiter and each worker, so CPU per event can be computed from
 the deltas around a run.
@@ -93,10 +94,17 @@ def launch(
     cpu: str | None = "0",
     code_root: Path = REPO,
 ) -> FunctionProcess:
-    """Exec the functions-framework CLI for `target` (not waiting for it)."""
-    executable = shutil.which("functions-framework", path=str(Path(sys.executable).parent))
+    """Exec `target` as the image does (`audit-ingest-serve`), not waiting for it.
+
+    A "before" copy of the library older than `audit_ingest.serve` runs under the
+    functions-framework CLI it was measured with.
+    """
+    launcher = "audit-ingest-serve"
+    if not (code_root / "shared" / "audit_ingest" / "serve.py").exists():
+        launcher = "functions-framework"
+    executable = shutil.which(launcher, path=str(Path(sys.executable).parent))
     if executable is None:
-        raise SystemExit("functions-framework is not installed (run `make install`)")
+        raise SystemExit(f"{launcher} is not installed (run `make install`)")
     argv = [
         executable,
         "--target",

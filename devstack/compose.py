@@ -20,6 +20,7 @@ from starlette.requests import Request
 from audit_ingest.errors import NotFound
 from audit_ingest.http.edge import Edge, Exchange
 from audit_ingest.http.routes import OPERATIONAL, Endpoint, Operation
+from audit_ingest.settings import get_settings
 
 FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
 BATCH_PATH = Endpoint.BATCH.value
@@ -95,6 +96,8 @@ def main() -> None:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=30,
+        # As the image's server (audit_ingest.serve): a proxy's pool closes idle connections first.
+        timeout_keep_alive=get_settings().http_keepalive_seconds,
     )
 
 

@@ -1,4 +1,4 @@
-"""The functions as real processes, started by the functions-framework CLI.
+"""The functions as real processes, started as the image starts them (`audit-ingest-serve`).
 
 Helpers for the tiers that run them (e2e, hostile, sdk, fault, integration): a tier's
 conftest turns them into its own fixtures (`function_environment`, `temporary_log_dir`,
@@ -55,8 +55,8 @@ def start_function(
     """Start `target` listening on `host` (`exec_prefix`: e.g. `ip netns exec <ns>`)."""
     (port,) = free_ports(1)
     log = log_dir / f"{target}.log"
-    executable = shutil.which("functions-framework", path=str(Path(sys.executable).parent))
-    assert executable, "functions-framework is not installed in this environment"
+    executable = shutil.which("audit-ingest-serve", path=str(Path(sys.executable).parent))
+    assert executable, "audit-ingest-serve is not installed in this environment (uv sync)"
     process = subprocess.Popen(
         [
             *exec_prefix,

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     kafka_request_timeout_ms: Annotated[int, Field(ge=500, le=120_000)] = 30_000
     kafka_queue_max_messages: Annotated[int, Field(ge=1000)] = 100_000
     retry_after_seconds: Annotated[int, Field(ge=1, le=300)] = 2
+    # How long the function's server keeps an idle HTTP connection (gunicorn `keepalive`, read
+    # by `audit_ingest.serve`): longer than any proxy's pool in front of it (APISIX 60 s, Knative's
+    # queue-proxy, a cloud load balancer up to 600 s), so the proxy, never the function, closes
+    # an idle connection; the other way round a request sent as the function closes is a 502.
+    http_keepalive_seconds: Annotated[int, Field(ge=1, le=3600)] = 620
 
     # The sealer (docs/integrity.md): signed checkpoints of `kafka_topic` on `seals_topic`,
     # every `seal_max_records` records or `seal_max_seconds`, whichever comes first. The

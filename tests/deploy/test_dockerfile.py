@@ -72,7 +72,8 @@ def test_runtime_stage(function: str) -> None:
     assert env["WORKERS"] == "1"  # containerConcurrency in knative/ is sized for one worker
     assert env["FUNCTION_TARGET"] == function
     assert env["FUNCTION_SOURCE"] == f"/app/functions/{function}/main.py"
-    assert json.loads(parser.cmd) == ["functions-framework", "--asgi"]
+    # functions-framework's server with a keep-alive above the proxies' pools (serve.py).
+    assert json.loads(parser.cmd) == ["audit-ingest-serve", "--asgi"]
     copies = [c.replace("${FUNCTION}", parser.args["FUNCTION"]) for c in values(runtime, "COPY")]
     assert f"functions/{function}/main.py /app/functions/{function}/main.py" in copies
     # The runtime stage gets the builder's venv, never the source tree or uv.

@@ -18,7 +18,8 @@ from audit_ingest.settings import Settings
 from tests.stack import REPO
 
 OVERLAYS = ("dev", "prod")
-# Read by the runtime, not by Settings: functions-framework and gunicorn.
+# Read by the runtime, not by Settings: audit-ingest-serve (functions-framework's CLI options)
+# and gunicorn.
 RUNTIME_VARS = {"PORT", "WORKERS", "FUNCTION_TARGET", "FUNCTION_SOURCE"}
 SCALING = "autoscaling.knative.dev/"
 

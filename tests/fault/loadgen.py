@@ -124,8 +124,10 @@ class LoadGenerator:
     # -- the run ------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, started_event: asyncio.Event | None = None) -> None:
         """Warm up, then start requests at `rate` until `stop`; let retries settle (bounded)."""
-        # Idle connections are dropped before the server's keep-alive timeout (gunicorn: 2 s)
-        # would close them: reusing one the server is closing is a reset nobody caused.
+        # Idle connections are dropped long before the server's keep-alive
+        # (HTTP_KEEPALIVE_SECONDS, 620 s) would close them: reusing one the server is closing is
+        # a reset nobody caused. Under functions-framework's CLI (2 s) this generator, lagging
+        # behind ~1,000 requests in flight, still reused closed connections (docs/reliability.md).
         limits = httpx.Limits(
             max_connections=None, max_keepalive_connections=256, keepalive_expiry=KEEPALIVE_S
         )

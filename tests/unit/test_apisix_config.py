@@ -2445,3 +2445,19 @@ def test_a_client_ip_header_not_overwritten_by_the_gateway_is_caught(standalone:
             plugins["proxy-rewrite"]["headers"].pop("set", None)
     assert any(CLIENT_IP_HEADER in p for p in header_hygiene_problems(broken))
     assert not any(CLIENT_IP_HEADER in p for p in header_hygiene_problems(standalone))
+
+
+# APISIX's default for an upstream's `keepalive_pool.idle_timeout` (apisix/schema_def.lua).
+APISIX_POOL_IDLE_DEFAULT_S = 60
+
+
+def test_the_functions_outidle_the_gateways_pool(standalone: Doc) -> None:
+    """The function must never close a pooled connection first: APISIX would answer 502."""
+    keepalive = setting_default("http_keepalive_seconds")
+    for upstream in standalone["upstreams"]:
+        pool = upstream.get("keepalive_pool") or {}
+        idle = pool.get("idle_timeout", APISIX_POOL_IDLE_DEFAULT_S)
+        assert idle < keepalive, (
+            f"upstream {upstream['id']} keeps idle connections {idle}s, the functions only "
+            f"{keepalive}s (HTTP_KEEPALIVE_SECONDS)"
+        )

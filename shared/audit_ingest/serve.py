@@ -1,0 +1,53 @@
+"""Serve one function: functions-framework's ASGI app on its own gunicorn + uvicorn server,
+with an HTTP keep-alive that outlives the connection pools in front of it.
+
+Why not `functions-framework --asgi`: its server keeps an idle connection open for gunicorn's
+default 2 s and offers no setting for it, while every proxy in front of a function pools
+connections far longer (Knative's queue-proxy, APISIX's upstream pool: 60 s, a cloud load
+balancer: 60-600 s). When the function closes an idle connection just as the proxy writes the
+next request on it, the request dies on the wire and the proxy answers 502 for a POST it may
+not replay (APISIX routes here have `retries: 0`). The rule for pooled connections is that the
+server side idles longer than the client side, so the server is never the one to close:
+`HTTP_KEEPALIVE_SECONDS` (Settings, default 620 s, above the longest common pool).
+
+Everything else is functions-framework's: the same options and environment variables as its
+CLI (`--target`/FUNCTION_TARGET, `--source`/FUNCTION_SOURCE, `--host`/HOST, `--port`/PORT,
+WORKERS, ...), the same app factory (`create_asgi_app`) and the same server class, given one
+more gunicorn option. `--asgi` is accepted and implied: the functions are ASGI apps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from audit_ingest.settings import get_settings
+
+
+@click.command()
+@click.option("--target", envvar="FUNCTION_TARGET", type=click.STRING, required=True)
+@click.option("--source", envvar="FUNCTION_SOURCE", type=click.Path(), default=None)
+@click.option(
+    "--signature-type",
+    envvar="FUNCTION_SIGNATURE_TYPE",
+    type=click.Choice(["http"]),
+    default="http",
+)
+@click.option("--host", envvar="HOST", type=click.STRING, default="0.0.0.0")  # noqa: S104
+@click.option("--port", envvar="PORT", type=click.INT, default=8080)
+@click.option("--asgi", is_flag=True, help="Accepted for functions-framework compatibility.")
+def main(
+    target: str, source: str | None, signature_type: str, host: str, port: int, asgi: bool
+) -> None:
+    """Run `target` from `source` until SIGTERM (gunicorn arbiter, uvicorn worker(s))."""
+    # Imported here: `--help` and a bad option answer without loading the server.
+    from functions_framework._http import gunicorn
+    from functions_framework.aio import create_asgi_app
+
+    keepalive = get_settings().http_keepalive_seconds
+    # functions-framework ships no type hints: its factory and server class are untyped.
+    factory: Any = create_asgi_app
+    server: Any = gunicorn.UvicornApplication
+    # The options functions-framework's CLI gives (debug off), plus gunicorn's `keepalive`.
+    server(factory(target, source, signature_type), host, port, False, keepalive=keepalive).run()
