@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 from devstack.ports import free_ports
@@ -171,5 +172,69 @@ async def test_lookup_reads_what_claims_and_settlements_wrote(stack_env: dict[st
             "2024-12-05T10:00:00.000Z",
         )
         assert await store.lookup(str(uuid.uuid4()), "k") is None  # scoped to the tenant
+    finally:
+        await store.close()
+
+
+class CountingStore(RedisIdempotencyStore):
+    """The real store, counting its script calls (each one a Redis round trip)."""
+
+    calls = 0
+
+    async def _eval(self, script: str, keys: list[str], argv: list[str]) -> Any:
+        self.calls += 1
+        return await super()._eval(script, keys, argv)
+
+
+async def test_a_burst_in_one_turn_is_one_call_per_tenant(stack_env: dict[str, str]) -> None:
+    """900 claims, then their 900 settlements, from 300 concurrent callers of 3 tenants: 3 script
+    calls each way, and the answers are what 900 separate calls would have given."""
+    store = CountingStore(stack_env["REDIS_URL"], timeout=2.0)
+    tenants = [str(uuid.uuid4()) for _ in range(3)]
+    callers = [(tenants[i % 3], i) for i in range(300)]
+    try:
+        # Each caller claims two keys of its own and one key every caller of its tenant wants.
+        claimed = await asyncio.gather(
+            *(
+                store.claim(
+                    tenant,
+                    [
+                        claim(f"own-{i}-a", f"a{i}"),
+                        claim(f"own-{i}-b", f"b{i}"),
+                        claim("x", f"x{i}"),
+                    ],
+                )
+                for tenant, i in callers
+            )
+        )
+        assert store.calls == 3
+        for (_tenant, i), (a, b, _x) in zip(callers, claimed, strict=True):
+            assert (a.status, a.event_id) == ("claimed", f"a{i}")
+            assert (b.status, b.event_id) == ("claimed", f"b{i}")
+        for tenant in tenants:
+            contested = [
+                x for (t, _i), (_a, _b, x) in zip(callers, claimed, strict=True) if t == tenant
+            ]
+            # The tenant's first caller of the turn wins, as with separate calls in that order;
+            # every later one is told it is pending under the winner's event id.
+            first, *later = contested
+            assert first.status == "claimed"
+            assert all(x.status == "pending" and x.event_id == first.event_id for x in later)
+        # Settle every caller's own keys in one turn: done for "a", failed for "b".
+        await asyncio.gather(
+            *(
+                store.settle(
+                    tenant, [(claim(f"own-{i}-a", f"a{i}"), "t0")], [claim(f"own-{i}-b", f"b{i}")]
+                )
+                for tenant, i in callers
+            )
+        )
+        assert store.calls == 6
+        for tenant, i in callers[:30]:
+            a, b = await store.claim(
+                tenant, [claim(f"own-{i}-a", "new"), claim(f"own-{i}-b", "new")]
+            )
+            assert (a.status, a.event_id, a.received_at) == ("done", f"a{i}", "t0")
+            assert (b.status, b.event_id) == ("claimed", f"b{i}")  # retry: same id again
     finally:
         await store.close()

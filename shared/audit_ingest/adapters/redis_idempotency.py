@@ -6,7 +6,8 @@ next attempt is processed normally, under the same event_id). A claim whose reco
 its request stays `pending`, held for as long as the producer may still write the record
 (`held_ttl`), until the producer's report settles it. Claims and settlements are Lua
 scripts, atomic on the server and one round trip for a whole batch (keys of one tenant share a
-hash slot, so this works on Redis Cluster too).
+hash slot, so this works on Redis Cluster too); the claims (and the settlements) of one tenant
+made in one event-loop turn go out as one script call (`turn_batch`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from audit_ingest.adapters.turn_batch import TurnBatch
 from audit_ingest.domain.idempotency import RETENTION_SECONDS, Claim, ClaimState, storage_key
 from audit_ingest.errors import Unavailable
+
+# Keys per script call: a full batch request (1000 events) is one call; a turn's burst beyond
+# that is split, so no single script holds Redis for long.
+MAX_KEYS_PER_CALL = 1000
 
 # KEYS: storage keys. ARGV[1]: pending ttl (ms); then per key: event id, fingerprint.
 _CLAIM = """
@@ -85,6 +91,14 @@ class RedisIdempotencyStore:
         self._pending_ttl_ms = str(int(pending_ttl * 1000))
         self._held_ttl_ms = str(int(held_ttl * 1000))
         self._redis: Redis | None = None
+        # (storage key, event id, fingerprint) -> the script's answer for that key.
+        self._claims: TurnBatch[tuple[str, str, str], str] = TurnBatch(
+            self._send_claims, max_items=MAX_KEYS_PER_CALL
+        )
+        # (storage key, new value or '' to extend, expected pending value) -> nothing.
+        self._settlements: TurnBatch[tuple[str, str, str], None] = TurnBatch(
+            self._send_settlements, max_items=MAX_KEYS_PER_CALL
+        )
 
     def _client(self) -> Redis:
         if self._redis is None:
@@ -97,14 +111,18 @@ class RedisIdempotencyStore:
         return self._redis
 
     async def claim(self, tenant_id: str, claims: Sequence[Claim]) -> list[ClaimState]:
-        if not claims:
-            return []
-        keys = [storage_key(tenant_id, claim.key) for claim in claims]
+        items = [
+            (storage_key(tenant_id, claim.key), claim.event_id, claim.fingerprint)
+            for claim in claims
+        ]
+        return [_state(answer) for answer in await self._claims.submit(tenant_id, items)]
+
+    async def _send_claims(self, _tenant: str, items: list[tuple[str, str, str]]) -> list[str]:
         argv: list[str] = [self._pending_ttl_ms]
-        for claim in claims:
-            argv += [claim.event_id, claim.fingerprint]
-        answers = await self._eval(_CLAIM, keys, argv)
-        return [_state(str(answer)) for answer in answers]
+        for _key, event_id, fingerprint in items:
+            argv += [event_id, fingerprint]
+        answers = await self._eval(_CLAIM, [key for key, _, _ in items], argv)
+        return [str(answer) for answer in answers]
 
     async def lookup(self, tenant_id: str, key: str) -> ClaimState | None:
         """What the store holds for `key` now (read only); None when nothing is settled or
@@ -123,27 +141,27 @@ class RedisIdempotencyStore:
     ) -> None:
         """Record `done` (claim, received_at) and `failed` claims, and extend `held` ones (still
         pending) to `held_ttl`; best effort."""
-        keys: list[str] = []
-        argv: list[str] = [str(RETENTION_SECONDS), self._held_ttl_ms]
+        items: list[tuple[str, str, str]] = []
         for claim, received_at in done:
-            keys.append(storage_key(tenant_id, claim.key))
-            argv += [
-                f"done|{claim.event_id}|{claim.fingerprint}|{received_at}",
-                f"pending|{claim.event_id}|{claim.fingerprint}",
-            ]
+            value = f"done|{claim.event_id}|{claim.fingerprint}|{received_at}"
+            items.append(_settlement(tenant_id, claim, value))
         for claim in failed:
-            keys.append(storage_key(tenant_id, claim.key))
-            argv += [
-                f"retry|{claim.event_id}|{claim.fingerprint}",
-                f"pending|{claim.event_id}|{claim.fingerprint}",
-            ]
+            items.append(
+                _settlement(tenant_id, claim, f"retry|{claim.event_id}|{claim.fingerprint}")
+            )
         for claim in held:
-            keys.append(storage_key(tenant_id, claim.key))
-            argv += ["", f"pending|{claim.event_id}|{claim.fingerprint}"]
-        if not keys:
-            return
+            items.append(_settlement(tenant_id, claim, ""))
         # On failure the claims expire on their own; a retry inside their TTL waits for that.
-        await self._eval(_SETTLE, keys, argv)
+        await self._settlements.submit(tenant_id, items)
+
+    async def _send_settlements(
+        self, _tenant: str, items: list[tuple[str, str, str]]
+    ) -> list[None]:
+        argv: list[str] = [str(RETENTION_SECONDS), self._held_ttl_ms]
+        for _key, value, expected in items:
+            argv += [value, expected]
+        await self._eval(_SETTLE, [key for key, _, _ in items], argv)
+        return [None] * len(items)
 
     async def _eval(self, script: str, keys: list[str], argv: list[str]) -> Any:
         return await self._call(lambda: self._client().eval(script, len(keys), *keys, *argv))
@@ -161,6 +179,12 @@ class RedisIdempotencyStore:
     async def close(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()
+
+
+def _settlement(tenant_id: str, claim: Claim, value: str) -> tuple[str, str, str]:
+    """Set `value` (or extend, when '') if the key still holds this claim's pending value."""
+    expected = f"pending|{claim.event_id}|{claim.fingerprint}"
+    return storage_key(tenant_id, claim.key), value, expected
 
 
 def _state(answer: str) -> ClaimState:
