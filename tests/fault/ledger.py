@@ -81,6 +81,9 @@ class Attempt:
     # holding the answer; excludes time queued before the handler started.
     handler_s: float | None = None
     retry_after: float | None = None  # the answer's Retry-After header, if any
+    # Whether the attempt opened its connection (False: reused a pooled one; None: unknown),
+    # to tell a reset on a fresh connection from one on a pooled connection.
+    new_connection: bool | None = None
 
 
 @dataclass

@@ -313,14 +313,22 @@ class LoadGenerator:
         error = ""
         retry_after: float | None = None
         handler_s: float | None = None
+        opened: list[str] = []
+
+        async def trace(event: str, _info: dict[str, Any]) -> None:
+            if event == "connection.connect_tcp.started":
+                opened.append(event)
+
         try:
-            response = await client.post(url, content=content, headers=headers)
+            response = await client.post(
+                url, content=content, headers=headers, extensions={"trace": trace}
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             results = [ItemResult(m, Outcome.REFUSED, detail=type(exc).__name__) for m in markers]
             error = type(exc).__name__
         except httpx.TransportError as exc:  # sent, but no (complete) answer
             results = [ItemResult(m, Outcome.AMBIGUOUS, detail=type(exc).__name__) for m in markers]
-            error = f"{type(exc).__name__}: {exc}"[:200]
+            error = _causes(exc)
         else:
             status = response.status_code
             retry_after = _retry_after(response)
@@ -339,9 +347,21 @@ class LoadGenerator:
             key_label=key.label,
             handler_s=handler_s,
             retry_after=retry_after,
+            new_connection=bool(opened),
         )
         self.ledger.record(attempt)
         return attempt, retry_after
+
+
+def _causes(exc: BaseException) -> str:
+    """The error and what caused it, outermost first: httpx's error wraps httpcore's, which
+    wraps the socket's (a peer's reset, an end of stream, a stream this side closed)."""
+    parts: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(parts) < 4:
+        parts.append(f"{type(current).__name__}: {current}".removesuffix(": "))
+        current = current.__cause__ or current.__context__
+    return " <- ".join(parts)[:300]
 
 
 async def _stalled(content: bytes, stall: float) -> AsyncIterator[bytes]:
