@@ -33,10 +33,18 @@ def event(index: int) -> dict[str, Any]:
     }
 
 
-def template(name: str) -> bytes:
-    """The body template `name` (a key of SIZES), `__SEQ__` still in it."""
+def template(name: str, *, keyed: bool = False) -> bytes:
+    """The body template `name` (a key of SIZES), `__SEQ__` still in it.
+
+    `keyed`: a batch's events carry their own `idempotency_key` (the idempotency path's cost;
+    a single event's key is the `Idempotency-Key` header, which the driver sets).
+    """
     size = SIZES[name]
-    body: object = event(0) if size == 1 else {"events": [event(i) for i in range(size)]}
+    events = [event(i) for i in range(size)]
+    if keyed:
+        for index, item in enumerate(events):
+            item["idempotency_key"] = f"bench-__SEQ__-{index}"
+    body: object = events[0] if size == 1 else {"events": events}
     return orjson.dumps(body)
 
 

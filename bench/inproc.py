@@ -1,7 +1,7 @@
 """CPU per request of the function's own code, without the HTTP server: for A/B of a change.
 
     uv run python -m bench.inproc --env /path/stack.env [--body single] [--requests 20000]
-        [--concurrency 32] [--profile out.pstats] [--mode inline|gateway|authorize]
+        [--concurrency 32] [--profile out.pstats] [--mode inline|gateway|authorize] [--keyed]
 
 Drives the function's ASGI app exactly as functions-framework builds it (`create_asgi_app` on
 `functions/<name>/main.py`: Starlette, its middleware, our edge, the service) with real adapters
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import itertools
 import os
 import sys
 import time
@@ -48,11 +49,11 @@ def _load_env(path: Path) -> None:
             os.environ.setdefault(name.strip(), value.strip())
 
 
-def _bodies(name: str, count: int) -> list[bytes]:
+def _bodies(name: str, count: int, *, keyed: bool = False) -> list[bytes]:
     """`count` request bodies from the generator's template, each with its own numbers."""
     if name == "authorize":
         return [b""] * count
-    template = bodies.template(name)
+    template = bodies.template(name, keyed=keyed and name != "single")
     return [template.replace(b"__SEQ__", str(seq).encode()) for seq in range(count)]
 
 
@@ -99,13 +100,18 @@ async def _drive(args: argparse.Namespace, app: Any, headers: list[tuple[bytes, 
     path = TARGETS[args.body][1]
     expected = 200 if args.body == "authorize" else 202
     # Bodies made up front: their building is the generator's cost, not the function's.
-    payloads = _bodies(args.body, args.requests + args.warmup)
+    payloads = _bodies(args.body, args.requests + args.warmup, keyed=args.keyed)
     statuses: dict[int, int] = {}
     queue = iter(payloads)
+    # A single event's key is a header; a batch's are in its events (bodies.template).
+    header_keys = args.keyed and args.body == "single"
+    keys = (f"bench-{uuid.uuid4().hex}-{n}".encode() for n in itertools.count())
 
     async def worker() -> None:
         for body in queue:
             h = [*headers, (b"content-length", str(len(body)).encode())]
+            if header_keys:
+                h.append((b"idempotency-key", next(keys)))
             code = await _one(app, _scope(path, h), body)
             statuses[code] = statuses.get(code, 0) + 1
             if code != expected:
@@ -147,6 +153,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--mode", choices=("inline", "gateway"), default="inline")
     parser.add_argument("--noop", action="store_true", help="the framework floor (B0f's handler)")
+    parser.add_argument(
+        "--keyed",
+        action="store_true",
+        help="every event carries its own idempotency key (claimed and settled in Redis)",
+    )
     parser.add_argument("--profile", default="", help="write cProfile stats of the measured part")
     args = parser.parse_args()
     _load_env(args.env)
