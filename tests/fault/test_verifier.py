@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from audit_ingest.settings import Settings
 from tests.fault import replay
 from tests.fault.ledger import (
     Attempt,
@@ -22,6 +23,7 @@ from tests.fault.ledger import (
     Outcome,
     content_hash,
 )
+from tests.fault.loadgen import KEEPALIVE_S
 from tests.fault.verifier import (
     Record,
     Verdict,
@@ -283,3 +285,10 @@ def test_replay_reads_what_the_harness_keeps(
     assert replay.main([str(tmp_path)]) == 0
     (tmp_path / "records.jsonl").write_bytes(orjson.dumps(records[1].as_json()) + b"\n")
     assert replay.main([str(tmp_path)]) == 1  # a's record is gone: lost
+
+
+def test_the_generator_retires_idle_connections_before_the_functions_do() -> None:
+    """A pooled connection the server closes first is a reset nobody caused (the keep-alive
+    race); the generator's expiry stays below the functions' keep-alive."""
+    functions_keepalive = Settings.model_fields["http_keepalive_seconds"].default
+    assert functions_keepalive > KEEPALIVE_S
