@@ -84,6 +84,9 @@ class Attempt:
     # Whether the attempt opened its connection (False: reused a pooled one; None: unknown),
     # to tell a reset on a fresh connection from one on a pooled connection.
     new_connection: bool | None = None
+    # Seconds from `sent` until the request's first byte went out (the client's own pool and
+    # connect); None when nothing was written.
+    pool_wait_s: float | None = None
 
 
 @dataclass

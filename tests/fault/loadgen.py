@@ -318,10 +318,13 @@ class LoadGenerator:
         retry_after: float | None = None
         handler_s: float | None = None
         opened: list[str] = []
+        written: list[float] = []
 
         async def trace(event: str, _info: dict[str, Any]) -> None:
             if event == "connection.connect_tcp.started":
                 opened.append(event)
+            elif event == "http11.send_request_headers.started":
+                written.append(self.now())
 
         try:
             response = await client.post(
@@ -352,6 +355,7 @@ class LoadGenerator:
             handler_s=handler_s,
             retry_after=retry_after,
             new_connection=bool(opened),
+            pool_wait_s=round(written[0] - sent, 4) if written else None,
         )
         self.ledger.record(attempt)
         return attempt, retry_after
