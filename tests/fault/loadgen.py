@@ -44,7 +44,7 @@ BACKOFF_BASE = 0.25
 BACKOFF_CAP = 4.0
 RETRY_AFTER_CAP = 5.0
 CONNECT_TIMEOUT = 5.0
-KEEPALIVE_S = 60.0
+KEEPALIVE_S = 1.0
 WARM_UP_TIMEOUT = 60.0
 JSON = "application/json"
 
@@ -126,12 +126,14 @@ class LoadGenerator:
         """Warm up, then start requests at `rate` until `stop`; let retries settle (bounded)."""
         # Idle connections are dropped well before the server's keep-alive
         # (HTTP_KEEPALIVE_SECONDS, 620 s) would close them: reusing one the server is closing is
-        # a reset nobody caused. And the expiry is far longer than this generator ever lags
-        # (a few seconds under ~1,000 requests in flight): httpcore 1.0 decides an idle
-        # connection has expired and closes it a moment later, so a request handed that
-        # connection meanwhile, on a loop that ran late, reads from a socket its own pool
-        # closed (`ClosedResourceError`, no answer). With a 1 s expiry that happened about once
-        # in three Redis-pause runs (docs/reliability.md).
+        # a reset nobody caused. The expiry stays short: with 60 s, after a stall requests
+        # waited up to 45 s in httpcore's pool before their first byte (`pool_wait_s`), the
+        # server answering each in about a second. The price of 1 s: httpcore 1.0 decides an
+        # idle connection has expired and closes it a moment later, so a request handed it
+        # meanwhile, on a loop running late, reads from a socket its own pool closed
+        # (`ClosedResourceError` in the attempt's cause chain; about one request in three
+        # Redis-pause runs). Checks that allow no unanswered request leave those out, by that
+        # cause (docs/reliability.md).
         limits = httpx.Limits(
             max_connections=None, max_keepalive_connections=256, keepalive_expiry=KEEPALIVE_S
         )

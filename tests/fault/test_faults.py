@@ -320,8 +320,14 @@ def test_redis_paused(run_fault: RunFault, rep: int) -> None:
 
     result = run_fault("redis_pause", scenario)
     attempts = result.run.ledger.attempts
-    server_errors = [a for a in attempts if a.status is None or a.status >= 500]
-    assert not server_errors, sorted({(a.status, a.error[:60]) for a in server_errors}, key=str)
+    unanswered = [a for a in attempts if a.status is None or a.status >= 500]
+    # A socket the generator's own pool closed under a request (anyio's ClosedResourceError is
+    # raised only for a stream this side closed: httpcore's keep-alive expiry race, loadgen.py)
+    # got no verdict from the service at all; counted, not blamed on it.
+    own_closes = [a for a in unanswered if a.status is None and "ClosedResourceError" in a.error]
+    result.run.notes["closed_by_the_generator"] = len(own_closes)
+    server_errors = [a for a in unanswered if a not in own_closes]
+    assert not server_errors, sorted({(a.status, a.error[:80]) for a in server_errors}, key=str)
 
 
 @pytest.mark.parametrize("rep", reps("key_revocation"))
