@@ -54,7 +54,9 @@ def start_function(
 ) -> FunctionProcess:
     """Start `target` listening on `host` (`exec_prefix`: e.g. `ip netns exec <ns>`)."""
     (port,) = free_ports(1)
-    log = log_dir / f"{target}.log"
+    # One file per process: a test that starts its own function beside the session's must not
+    # share (and truncate, and interleave with) the session function's log.
+    log = log_dir / f"{target}-{port}.log"
     executable = shutil.which("audit-ingest-serve", path=str(Path(sys.executable).parent))
     assert executable, "audit-ingest-serve is not installed in this environment (uv sync)"
     process = subprocess.Popen(
