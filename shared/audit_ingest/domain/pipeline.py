@@ -71,7 +71,7 @@ def check_event(
         limits=limits,
         default_time=parse_rfc3339(origin_time) if origin_time else None,
     )
-    key = idempotency_key(envelope, valid.event.idempotency_key or request_key)
+    key = idempotency_key(envelope, valid.fields.get("idempotency_key") or request_key)
     return CheckedEvent(
         envelope=envelope,
         valid=valid,

@@ -10,6 +10,7 @@ import orjson
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from audit_ingest.domain.event_fields import EVENT_FIELDS
 from audit_ingest.domain.limits import Limits
 from audit_ingest.domain.model import AuditEventIn
 from audit_ingest.domain.timestamps import parse_rfc3339
@@ -21,10 +22,19 @@ _CONTAINERS = (dict, list)
 
 @dataclass(frozen=True, slots=True)
 class ValidEvent:
-    """An event that passed every check, with its normalised occurrence time (UTC)."""
+    """An event that passed every check, with its normalised occurrence time (UTC).
 
-    event: AuditEventIn
+    `fields` is the event as validated (`event_fields`): the models' fields in their order,
+    a `null` the client sent present as None. Never mutated: records share its values.
+    """
+
+    fields: dict[str, Any]
     occurred_at: datetime
+
+    @property
+    def event(self) -> AuditEventIn:
+        """The event as the model (built on each call; the pipeline itself reads `fields`)."""
+        return AuditEventIn.model_validate(self.fields)
 
 
 def validate_event(
@@ -51,10 +61,10 @@ def validate_event(
         raise InvalidEvent([FieldError("", "The event must be a JSON object.", "type")])
     # One pass, every rule: the schema, the free-form limits, the tenant, the timestamp and
     # the size are all checked whatever the others found, so one answer names every field.
-    event: AuditEventIn | None = None
+    fields: dict[str, Any] | None = None
     errors: list[FieldError] = []
     try:
-        event = AuditEventIn.model_validate(raw)
+        fields = EVENT_FIELDS.validate_python(raw)
     except ValidationError as exc:
         errors.extend(_field_error(detail) for detail in exc.errors(include_url=False))
     errors.extend(_free_form_errors(raw, limits))
@@ -65,9 +75,9 @@ def validate_event(
         parsed = _timestamp(timestamp, received_at, limits, errors)
         occurred_at = parsed or occurred_at
     errors.extend(_size_errors(raw, limits))
-    if errors or event is None:
+    if errors or fields is None:
         raise InvalidEvent(errors)
-    return ValidEvent(event=event, occurred_at=occurred_at)
+    return ValidEvent(fields=fields, occurred_at=occurred_at)
 
 
 def event_size(raw: dict[str, Any]) -> int | None:
@@ -165,6 +175,7 @@ def _field_error(detail: ErrorDetails) -> FieldError:
         return FieldError(path, f"{shown} must be a string.", "type")
     if kind == "bool_type":
         return FieldError(path, f"{shown} must be true or false.", "type")
+    # `dict_type` is what the derived TypedDicts report where a model reports `model_type`.
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return FieldError(path, f"{shown} must be a JSON object.", "type")
     if kind == "string_too_short":
