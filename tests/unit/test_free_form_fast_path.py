@@ -5,6 +5,7 @@ errors with the fast path equal the errors of the walk alone: the same fields, t
 reasons. A skip that hid an error would show as a missing one.
 """
 
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -12,8 +13,10 @@ from hypothesis import strategies as st
 
 from audit_ingest.domain import validation
 from audit_ingest.domain.limits import Limits
+from audit_ingest.errors import InvalidEvent
 
 SMALL = Limits(max_depth=5, max_string_length=24)
+NOW = datetime.now(UTC)
 
 scalars = st.one_of(
     st.none(),
@@ -55,3 +58,21 @@ def test_both_answers_occur_and_a_typical_context_is_skipped() -> None:
     brackets = {"a": "[[[{{{"}
     assert not validation.plainly_within_limits(brackets, SMALL)
     assert walk_only({"context": brackets}, SMALL) == []
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.text(max_size=6), json_values, max_size=4), json_values)
+def test_judging_from_the_whole_event_never_hides_an_error(
+    context: dict[str, Any], metadata: Any
+) -> None:
+    """`validate_event` first judges both free-form fields from the whole event's JSON."""
+    raw = {"actor": {"id": "a"}, "action": {"name": "b"}, "resource": {"type": "c", "id": "d"}}
+    raw |= {"context": context, "metadata": metadata}
+    try:
+        validation.validate_event(raw, tenant_id="t", received_at=NOW, limits=SMALL)
+        found: list[Any] = []
+    except InvalidEvent as invalid:
+        found = [e for e in invalid.errors if e.field.startswith(("context", "metadata"))]
+    # `metadata` that is not an object is the schema's error, not the walk's.
+    walked = walk_only(raw, SMALL)
+    assert [e for e in found if e.code in ("too_long", "too_deep")] == walked

@@ -89,15 +89,16 @@ def enrich(
     """
     fields = valid.fields
     occurred_at = valid.occurred_at
+    timestamp = (
+        request.received_text
+        if occurred_at is request.received_at
+        else format_rfc3339_ms(occurred_at)
+    )
     body: dict[str, Any] = {
         "event_id": event_id,
         "tenant_id": principal.tenant_id,
-        "timestamp": (
-            request.received_text
-            if occurred_at is request.received_at
-            else format_rfc3339_ms(occurred_at)
-        ),
-        "event_date": occurred_at.date().isoformat(),
+        "timestamp": timestamp,
+        "event_date": timestamp[:10],  # the UTC date, as `date.isoformat()` writes it
         "received_at": request.received_text,
         "actor": _present(fields["actor"]),
         "action": {"name": fields["action"]["name"].lower()},

@@ -17,6 +17,8 @@ from audit_ingest.domain.timestamps import parse_rfc3339
 from audit_ingest.errors import FieldError, InvalidEvent
 
 _FREE_FORM_FIELDS = ("context", "metadata")
+# pydantic-core's validator itself: TypeAdapter.validate_python adds a Python call per event.
+_validate_fields = EVENT_FIELDS.validator.validate_python
 _CONTAINERS = (dict, list)
 
 
@@ -64,17 +66,25 @@ def validate_event(
     fields: dict[str, Any] | None = None
     errors: list[FieldError] = []
     try:
-        fields = EVENT_FIELDS.validate_python(raw)
+        fields = _validate_fields(raw)
     except ValidationError as exc:
         errors.extend(_field_error(detail) for detail in exc.errors(include_url=False))
-    errors.extend(_free_form_errors(raw, limits))
-    errors.extend(_tenant_errors(raw.get("tenant_id"), tenant_id))
+    # The event's compact JSON, written once: its size is the size limit's measure, and it
+    # bounds every free-form value (see `plainly_within_limits`), so a typical event needs no
+    # look inside `context` and `metadata` at all.
+    text = _compact(raw)
+    if text is None or not _text_within_limits(text, limits):
+        errors.extend(_free_form_errors(raw, limits))
+    sent_tenant = raw.get("tenant_id")
+    if isinstance(sent_tenant, str) and sent_tenant != tenant_id:
+        errors.append(_TENANT_MISMATCH)
     occurred_at = default_time or received_at
     timestamp = raw.get("timestamp")
     if isinstance(timestamp, str):  # any other type is the schema's `type` error
         parsed = _timestamp(timestamp, received_at, limits, errors)
         occurred_at = parsed or occurred_at
-    errors.extend(_size_errors(raw, limits))
+    if text is not None and len(text) > limits.max_event_bytes:
+        errors.append(_too_large(len(text), limits))
     if errors or fields is None:
         raise InvalidEvent(errors)
     return ValidEvent(fields=fields, occurred_at=occurred_at)
@@ -83,37 +93,33 @@ def validate_event(
 def event_size(raw: dict[str, Any]) -> int | None:
     """The event's size as compact JSON (how `MAX_EVENT_BYTES` is measured), or None when it
     nests deeper than orjson writes (such an event is refused for its depth anyway)."""
+    text = _compact(raw)
+    return None if text is None else len(text)
+
+
+def _compact(value: object) -> bytes | None:
+    """`value` as compact JSON, or None when it nests deeper than orjson writes."""
     try:
-        return len(orjson.dumps(raw))
+        return orjson.dumps(value)
     except orjson.JSONEncodeError:
         return None
 
 
-def _size_errors(raw: dict[str, Any], limits: Limits) -> list[FieldError]:
-    size = event_size(raw)
-    if size is None or size <= limits.max_event_bytes:
-        return []
-    return [
-        FieldError(
-            "",
-            f"The event is {size} bytes as compact JSON; at most {limits.max_event_bytes} "
-            "are accepted.",
-            "event_too_large",
-        )
-    ]
+def _too_large(size: int, limits: Limits) -> FieldError:
+    return FieldError(
+        "",
+        f"The event is {size} bytes as compact JSON; at most {limits.max_event_bytes} "
+        "are accepted.",
+        "event_too_large",
+    )
 
 
-def _tenant_errors(sent: object, tenant_id: str) -> list[FieldError]:
-    if not isinstance(sent, str) or sent == tenant_id:
-        return []
-    return [
-        FieldError(
-            "tenant_id",
-            "tenant_id differs from the tenant of your API key; omit it: the tenant is "
-            "always taken from the key.",
-            "tenant_mismatch",
-        )
-    ]
+_TENANT_MISMATCH = FieldError(
+    "tenant_id",
+    "tenant_id differs from the tenant of your API key; omit it: the tenant is "
+    "always taken from the key.",
+    "tenant_mismatch",
+)
 
 
 def _timestamp(
@@ -207,12 +213,20 @@ def plainly_within_limits(value: dict[str, Any], limits: Limits) -> bool:
     dict is at depth 2 and its items at 3, as `_walk` counts. When this says False the walk
     decides, and names the fields.
     """
-    try:
-        text = orjson.dumps(value)
-    except orjson.JSONEncodeError:  # deeper than orjson writes: the walk reports it
+    text = _compact(value)
+    # None: deeper than orjson writes, which the walk reports.
+    return text is not None and _text_within_limits(text, limits)
+
+
+def _text_within_limits(text: bytes, limits: Limits) -> bool:
+    """No string in `text` (compact JSON) can be too long, nor any value in it too deep.
+
+    Also true of every value inside `text`: a free-form field judged from the whole event's
+    text is judged conservatively (more brackets, a longer text), never wrongly.
+    """
+    if len(text) > limits.max_string_length:
         return False
-    containers = text.count(b"{") + text.count(b"[")
-    return len(text) <= limits.max_string_length and 2 + containers <= limits.max_depth
+    return 2 + text.count(b"{") + text.count(b"[") <= limits.max_depth
 
 
 def _render(parts: tuple[str | int, ...]) -> str:
