@@ -3,8 +3,9 @@
     uv run python -m bench.inproc --env /path/stack.env [--body single] [--requests 20000]
         [--concurrency 32] [--profile out.pstats] [--mode inline|gateway|authorize] [--keyed]
 
-Drives the function's ASGI app exactly as functions-framework builds it (`create_asgi_app` on
-`functions/<name>/main.py`: Starlette, its middleware, our edge, the service) with real adapters
+Drives the function's ASGI app exactly as `audit-ingest-serve` builds it (`serve.asgi_app`:
+functions-framework's `create_asgi_app` on `functions/<name>/main.py`, Starlette, its
+middleware, our edge, the service) with real adapters
 (Kafka, Redis, PostgreSQL of a running stack: `python -m devstack up` writes the env file), and
 `concurrency` requests in flight at once, as the server would hand them over. The HTTP server
 (uvicorn, httptools, the socket writes) is the part left out: it is the same for every change
@@ -169,8 +170,6 @@ def main() -> None:
     os.environ.setdefault("RATE_LIMIT_DEFAULT", "100000000")
     sys.path.insert(0, str(REPO / "shared"))
 
-    from functions_framework.aio import create_asgi_app
-
     from audit_ingest.adapters.key_admin import create_key
     from audit_ingest.domain.gateway_token import PRINCIPAL_HEADER, sign_principal
     from audit_ingest.domain.principal import Principal
@@ -201,10 +200,22 @@ def main() -> None:
     source = REPO / "functions" / target / "main.py"
     if args.noop:
         target, source = "noop", REPO / "bench" / "functions" / "noop" / "main.py"
-    app = create_asgi_app(target=target, source=str(source), signature_type="http")
+    app = _asgi_app(target, str(source))
     import uvloop  # what uvicorn runs (uvicorn[standard])
 
     uvloop.run(_drive(args, app, headers))
+
+
+def _asgi_app(target: str, source: str) -> Any:
+    """The app as `audit-ingest-serve` serves it; functions-framework's own for older code
+    (an A/B against a checkout from before `serve.asgi_app`)."""
+    try:
+        from audit_ingest.serve import asgi_app
+    except ImportError:
+        from functions_framework.aio import create_asgi_app
+
+        return create_asgi_app(target=target, source=source, signature_type="http")
+    return asgi_app(target, source)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,13 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
+    # What no line here shows is not gathered for every record (the logging HOWTO's
+    # "Optimization" switches): the caller's file and line (a walk up the stack per record),
+    # the thread's name and the multiprocessing process name. The access line costs 21 -> 14
+    # µs. The process id stays: gunicorn's own lines print it.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
 
 
 def log_request(fields: dict[str, Any]) -> None:
