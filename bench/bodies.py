@@ -7,6 +7,7 @@ key: nothing is de-duplicated, every event is validated, enriched and produced.
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +58,59 @@ def write(folder: Path) -> dict[str, Path]:
         path.write_bytes(template(name))
         paths[name] = path
     return paths
+
+
+TRANSPORTS = ("json", "gzip", "ce-structured", "ce-binary")
+_CE_SOURCE = "/bench/inproc"
+_CE_TYPE = "com.example.audit.recorded"
+
+
+def encode(
+    body: bytes, name: str, transport: str, seq: int
+) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """One request body (a filled template) sent over `transport`: the body and its headers.
+
+    - `json`: as is, `application/json`;
+    - `gzip`: the same, gzip-compressed (`Content-Encoding: gzip`);
+    - `ce-structured`: each event as the `data` of a structured CloudEvent (a batch: a
+      `application/cloudevents-batch+json` array of them);
+    - `ce-binary` (single events only): the event as the body, its attributes as `ce-*`
+      headers.
+
+    CloudEvent ids are `seq` and the event's position, so every event of every request is a
+    new occurrence (the CloudEvent's source + id is also a retry key).
+    """
+    if transport == "json":
+        return body, [(b"content-type", b"application/json")]
+    if transport == "gzip":
+        return gzip.compress(body, compresslevel=6), [
+            (b"content-type", b"application/json"),
+            (b"content-encoding", b"gzip"),
+        ]
+    events: list[Any] = [orjson.loads(body)] if name == "single" else orjson.loads(body)["events"]
+    if transport == "ce-binary":
+        if name != "single":
+            raise ValueError("a binary-mode CloudEvent carries one event: use --body single")
+        return body, [
+            (b"content-type", b"application/json"),
+            (b"ce-specversion", b"1.0"),
+            (b"ce-id", f"{seq}-0".encode()),
+            (b"ce-source", _CE_SOURCE.encode()),
+            (b"ce-type", _CE_TYPE.encode()),
+        ]
+    if transport == "ce-structured":
+        envelopes = [
+            {
+                "specversion": "1.0",
+                "id": f"{seq}-{index}",
+                "source": _CE_SOURCE,
+                "type": _CE_TYPE,
+                "datacontenttype": "application/json",
+                "data": event,
+            }
+            for index, event in enumerate(events)
+        ]
+        if name == "single":
+            return orjson.dumps(envelopes[0]), [(b"content-type", b"application/cloudevents+json")]
+        return orjson.dumps(envelopes), [(b"content-type", b"application/cloudevents-batch+json")]
+    raise ValueError(f"unknown transport {transport!r}; one of {', '.join(TRANSPORTS)}")

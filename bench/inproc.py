@@ -2,6 +2,7 @@
 
     uv run python -m bench.inproc --env /path/stack.env [--body single] [--requests 20000]
         [--concurrency 32] [--profile out.pstats] [--mode inline|gateway|authorize] [--keyed]
+        [--transport json|gzip|ce-structured|ce-binary]
 
 Drives the function's ASGI app exactly as `audit-ingest-serve` builds it (`serve.asgi_app`:
 functions-framework's `create_asgi_app` on `functions/<name>/main.py`, Starlette, its
@@ -50,12 +51,21 @@ def _load_env(path: Path) -> None:
             os.environ.setdefault(name.strip(), value.strip())
 
 
-def _bodies(name: str, count: int, *, keyed: bool = False) -> list[bytes]:
-    """`count` request bodies from the generator's template, each with its own numbers."""
+Request = tuple[bytes, list[tuple[bytes, bytes]]]
+
+
+def _bodies(
+    name: str, count: int, *, keyed: bool = False, transport: str = "json"
+) -> list[Request]:
+    """`count` requests (body, headers) from the generator's template, each with its own
+    numbers, sent over `transport` (bodies.encode)."""
     if name == "authorize":
-        return [b""] * count
+        return [(b"", [])] * count
     template = bodies.template(name, keyed=keyed and name != "single")
-    return [template.replace(b"__SEQ__", str(seq).encode()) for seq in range(count)]
+    return [
+        bodies.encode(template.replace(b"__SEQ__", str(seq).encode()), name, transport, seq)
+        for seq in range(count)
+    ]
 
 
 def _scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
@@ -101,7 +111,9 @@ async def _drive(args: argparse.Namespace, app: Any, headers: list[tuple[bytes, 
     path = TARGETS[args.body][1]
     expected = 200 if args.body == "authorize" else 202
     # Bodies made up front: their building is the generator's cost, not the function's.
-    payloads = _bodies(args.body, args.requests + args.warmup, keyed=args.keyed)
+    payloads = _bodies(
+        args.body, args.requests + args.warmup, keyed=args.keyed, transport=args.transport
+    )
     statuses: dict[int, int] = {}
     queue = iter(payloads)
     # A single event's key is a header; a batch's are in its events (bodies.template).
@@ -109,8 +121,8 @@ async def _drive(args: argparse.Namespace, app: Any, headers: list[tuple[bytes, 
     keys = (f"bench-{uuid.uuid4().hex}-{n}".encode() for n in itertools.count())
 
     async def worker() -> None:
-        for body in queue:
-            h = [*headers, (b"content-length", str(len(body)).encode())]
+        for body, body_headers in queue:
+            h = [*headers, *body_headers, (b"content-length", str(len(body)).encode())]
             if header_keys:
                 h.append((b"idempotency-key", next(keys)))
             code = await _one(app, _scope(path, h), body)
@@ -135,7 +147,8 @@ async def _drive(args: argparse.Namespace, app: Any, headers: list[tuple[bytes, 
     main_thread = time.thread_time() - main0
     events = args.requests * bodies.SIZES.get(args.body, 1)
     print(
-        f"{args.body} mode={args.mode} requests={args.requests} concurrency={args.concurrency}: "
+        f"{args.body} mode={args.mode} transport={args.transport} requests={args.requests} "
+        f"concurrency={args.concurrency}: "
         f"cpu {cpu / args.requests * 1e6:.1f} us/request, "
         f"{cpu / events * 1e6:.2f} us/event (event loop thread {main_thread / events * 1e6:.2f}), "
         f"wall {wall / args.requests * 1e6:.1f} us/request; "
@@ -154,6 +167,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--mode", choices=("inline", "gateway"), default="inline")
     parser.add_argument("--noop", action="store_true", help="the framework floor (B0f's handler)")
+    parser.add_argument("--transport", choices=bodies.TRANSPORTS, default="json")
     parser.add_argument(
         "--keyed",
         action="store_true",
@@ -175,7 +189,7 @@ def main() -> None:
     from audit_ingest.domain.principal import Principal
     from audit_ingest.settings import Settings
 
-    headers = [(b"content-type", b"application/json"), (b"user-agent", b"bench-inproc")]
+    headers = [(b"user-agent", b"bench-inproc")]
     if args.mode == "gateway" or args.body == "authorize":
         os.environ.setdefault("GATEWAY_SIGNING_SECRET", GATEWAY_SECRET)
     if args.mode == "gateway" and args.body != "authorize":

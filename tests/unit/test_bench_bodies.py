@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 from bench import bodies
+
+from audit_ingest.http.body import decode_content
+from audit_ingest.http.parsing import parse_batch, parse_single
 
 
 def test_keyed_batches_carry_one_distinct_key_per_event() -> None:
@@ -18,3 +22,30 @@ def test_keyed_batches_carry_one_distinct_key_per_event() -> None:
 def test_plain_bodies_carry_no_key() -> None:
     for name in bodies.SIZES:
         assert b"idempotency_key" not in bodies.template(name)
+
+
+def test_every_transport_carries_the_same_events_to_the_parser() -> None:
+    """What bench.inproc sends over each transport parses, as the function parses it, into
+    the template's own events (and CloudEvent origins for the CloudEvents modes)."""
+    for name in ("single", "batch100"):
+        filled = bodies.template(name).replace(b"__SEQ__", b"7")
+        document = orjson.loads(filled)
+        events = [document] if name == "single" else document["events"]
+        for transport in bodies.TRANSPORTS:
+            if transport == "ce-binary" and name != "single":
+                with pytest.raises(ValueError, match="one event"):
+                    bodies.encode(filled, name, transport, 7)
+                continue
+            body, headers = bodies.encode(filled, name, transport, 7)
+            named = {key.decode(): value.decode() for key, value in headers}
+            raw = decode_content(body, named.get("content-encoding"), 10 * 1024 * 1024)
+            envelopes = (
+                [parse_single(named, raw)]
+                if name == "single"
+                else parse_batch(named, raw, max_events=1000)
+            )
+            assert [e.payload for e in envelopes] == events, transport
+            ce = transport.startswith("ce-")
+            assert all((e.origin is not None) == ce for e in envelopes), transport
+            if ce:
+                assert len({e.origin.id for e in envelopes if e.origin}) == len(events)
