@@ -30,7 +30,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from audit_ingest.adapters.key_admin import create_key
 from bench import bodies, generator, procs
-from bench.run import PORTS, WORK
+from bench.run import PORTS, WORK, machine_info
 from bench.stack import REPO, acquire, pin
 
 RESULTS = REPO / "bench" / "results"
@@ -147,6 +147,8 @@ def main() -> None:
     )
     report: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        # Which CPU: sessions get different machines, and the rate depends on it.
+        "machine": machine_info(),
         "offered_rps": args.rate,
         "seconds": args.seconds,
         "conns": args.conns,

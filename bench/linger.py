@@ -31,7 +31,7 @@ from typing import Any
 
 from audit_ingest.adapters.key_admin import create_key
 from bench import bodies, generator, procs
-from bench.run import PORTS, WORK
+from bench.run import PORTS, WORK, machine_info
 from bench.stack import REPO, acquire, pin
 
 RESULTS = REPO / "bench" / "results"
@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     path = RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}-linger.json"
     document = {
         "started": started.isoformat(timespec="seconds"),
+        "machine": machine_info(),
         "command": "python -m bench.linger " + " ".join(sys.argv[1:]),
         "settings": vars(args),
         "pinned_infra": pinned,
