@@ -104,25 +104,22 @@ def main() -> None:
         rate_limit=1_000_000_000,
         expires_at=None,
     )
-    env = {**stack.env, "K_SERVICE": "bench", "K_REVISION": "bench", "PATH": "/usr/bin:/bin"}
+    env = stack.function_env()
     topic = stack.settings.kafka_topic
     bootstrap = stack.env["KAFKA_BOOTSTRAP_SERVERS"]
     function = procs.start("ingest_event", PORTS["ingest_event"], env, WORK / "logs", cpu="0")
     try:
         start = _watermarks(bootstrap, topic)
         cpu0, wall0 = function.cpu(), time.monotonic()
-        result = generator.run(
+        result = generator.offer_single_events(
             build.path,
-            url=function.url + "/v1/events",
+            function_url=function.url,
             body=paths["single"],
-            headers={"Content-Type": "application/json", "X-API-Key": issued.secret},
-            mode="open",
+            api_key=issued.secret,
             rate=args.rate,
             conns=args.conns,
             duration=args.seconds,
             warmup=args.warmup,
-            expect='"event_id"',
-            cpu="1",
             label="dod",
         )
         cpu, wall = function.cpu() - cpu0, time.monotonic() - wall0

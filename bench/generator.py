@@ -87,6 +87,36 @@ def ensure_built() -> Build:
     return Build(target, seconds, version)
 
 
+def offer_single_events(
+    binary: Path,
+    *,
+    function_url: str,
+    body: Path,
+    api_key: str,
+    rate: float,
+    conns: int,
+    duration: float,
+    warmup: float,
+    label: str,
+) -> dict[str, Any]:
+    """Single events offered open loop to a function's `/v1/events` (every answer checked
+    for its `event_id`), the generator on CPU 1."""
+    return run(
+        binary,
+        url=function_url + "/v1/events",
+        body=body,
+        headers={"Content-Type": "application/json", "X-API-Key": api_key},
+        mode="open",
+        rate=rate,
+        conns=conns,
+        duration=duration,
+        warmup=warmup,
+        expect='"event_id"',
+        cpu="1",
+        label=label,
+    )
+
+
 def run(
     binary: Path,
     *,

@@ -25,11 +25,10 @@ import json
 import statistics
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from audit_ingest.adapters.key_admin import create_key
 from bench import bodies, generator, procs
 from bench.run import PORTS, WORK, machine_info
 from bench.stack import REPO, acquire, pin
@@ -86,9 +85,9 @@ def _point(
     linger: int,
     env: dict[str, str],
     stack_pids: dict[str, int],
-    headers: dict[str, str],
-    binary: Any,
-    body: Any,
+    api_key: str,
+    binary: Path,
+    body: Path,
 ) -> dict[str, Any]:
     function = procs.start(
         "ingest_event",
@@ -105,18 +104,15 @@ def _point(
         idle1 = _cpu(function, stack_pids), time.monotonic()
         idle_rate = {n: (idle1[0][n] - idle0[0][n]) / (idle1[1] - idle0[1]) for n in idle1[0]}
         loaded0 = _cpu(function, stack_pids), time.monotonic()
-        result = generator.run(
+        result = generator.offer_single_events(
             binary,
-            url=function.url + "/v1/events",
+            function_url=function.url,
             body=body,
-            headers=headers,
-            mode="open",
+            api_key=api_key,
             rate=args.rate,
             conns=args.conns,
             duration=args.seconds,
             warmup=args.warmup,
-            expect='"event_id"',
-            cpu="1",
             label=f"linger-{linger}",
         )
         loaded1 = _cpu(function, stack_pids), time.monotonic()
@@ -171,23 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     points: list[dict[str, Any]] = []
     try:
         pinned = pin(stack.pids, "1")
-        issued = create_key(
-            stack.settings.database_url.get_secret_value(),
-            tenant_id=uuid.uuid4(),
-            name="bench linger",
-            scopes=("events:write",),
-            rate_limit=1_000_000_000,
-            expires_at=None,
-        )
-        env = {**stack.env, "K_SERVICE": "bench", "K_REVISION": "bench", "PATH": "/usr/bin:/bin"}
-        headers = {"Content-Type": "application/json", "X-API-Key": issued.secret}
+        # The stack's own bench key: its quota never binds (the limiter still runs).
+        env, api_key = stack.function_env(), stack.api_key
         # A point that is not kept: a fresh broker's JVM compiles its hot paths in the first
         # seconds of load, which would count against whichever value comes first.
         warm = argparse.Namespace(**{**vars(args), "seconds": 5.0})
-        _point(warm, lingers[0], env, stack.pids, headers, build.path, paths["single"])
+        _point(warm, lingers[0], env, stack.pids, api_key, build.path, paths["single"])
         for round_number in range(args.rounds):
             for linger in lingers:
-                point = _point(args, linger, env, stack.pids, headers, build.path, paths["single"])
+                point = _point(args, linger, env, stack.pids, api_key, build.path, paths["single"])
                 point["round"] = round_number + 1
                 points.append(point)
                 print(json.dumps(point), file=sys.stderr, flush=True)

@@ -49,6 +49,10 @@ class BenchStack:
     local: LocalStack | None = None
     pids: dict[str, int] = field(default_factory=dict)
 
+    def function_env(self) -> dict[str, str]:
+        """The environment a function under test starts with: the stack's, named `bench`."""
+        return {**self.env, "K_SERVICE": "bench", "K_REVISION": "bench", "PATH": "/usr/bin:/bin"}
+
     def close(self) -> None:
         if self.api_key_id:
             try:
