@@ -5,8 +5,8 @@
         [--transport json|gzip|ce-structured|ce-binary]
 
 Drives the function's ASGI app exactly as `audit-ingest-serve` builds it (`serve.asgi_app`:
-functions-framework's `create_asgi_app` on `functions/<name>/main.py`, Starlette, its
-middleware, our edge, the service) with real adapters
+functions-framework's `create_asgi_app` on `functions/<name>/main.py`, its requests handed to
+the function directly, our edge, the service) with real adapters
 (Kafka, Redis, PostgreSQL of a running stack: `python -m devstack up` writes the env file), and
 `concurrency` requests in flight at once, as the server would hand them over. The HTTP server
 (uvicorn, httptools, the socket writes) is the part left out: it is the same for every change

@@ -1,10 +1,11 @@
 """Both functions behind one local port: the local stand-in for the gateway's routing.
 
-Each function is loaded exactly as production loads it, by functions-framework's own ASGI
-factory from `functions/<name>/main.py`; this module only routes by path, as APISIX does:
-`/v1/events/batch` to ingest-batch; `/v1/events`, `/` (Knative Eventing's delivery path) and
-the operational paths (`/health`, `/ready`, `/metrics`) to ingest-event. Any other path gets
-this composition's own 404, naming both ingest paths: a function's 404 names only its own.
+Each function is loaded exactly as production loads it (`serve.asgi_app`: functions-framework's
+own ASGI factory on `functions/<name>/main.py`, its requests handed to the function directly);
+this module only routes by path, as APISIX does: `/v1/events/batch` to ingest-batch;
+`/v1/events`, `/` (Knative Eventing's delivery path) and the operational paths (`/health`,
+`/ready`, `/metrics`) to ingest-event. Any other path gets this composition's own 404, naming
+both ingest paths: a function's 404 names only its own.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import uvicorn
-from functions_framework.aio import create_asgi_app
 from starlette.requests import Request
 
 from audit_ingest.errors import NotFound
 from audit_ingest.http.edge import Edge, Exchange
 from audit_ingest.http.routes import OPERATIONAL, Endpoint, Operation
+from audit_ingest.serve import asgi_app
 from audit_ingest.settings import get_settings
 
 FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
@@ -59,13 +60,8 @@ def route(path: str) -> str:
 
 def build() -> Any:
     """The composed ASGI app."""
-    # functions-framework ships no type hints for its factory.
-    single = create_asgi_app(  # type: ignore[no-untyped-call]
-        "ingest_event", str(FUNCTIONS / "ingest_event" / "main.py"), "http"
-    )
-    batch = create_asgi_app(  # type: ignore[no-untyped-call]
-        "ingest_batch", str(FUNCTIONS / "ingest_batch" / "main.py"), "http"
-    )
+    single = asgi_app("ingest_event", str(FUNCTIONS / "ingest_event" / "main.py"))
+    batch = asgi_app("ingest_batch", str(FUNCTIONS / "ingest_batch" / "main.py"))
 
     async def not_found(scope: Scope, receive: Any, send: Any) -> None:
         response = await NOT_FOUND.handle(Request(scope, receive))

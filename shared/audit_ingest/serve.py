@@ -14,14 +14,23 @@ Everything else is functions-framework's: the same options and environment varia
 CLI (`--target`/FUNCTION_TARGET, `--source`/FUNCTION_SOURCE, `--host`/HOST, `--port`/PORT,
 WORKERS, ...), the same app factory (`create_asgi_app`) and the same server class, given one
 more gunicorn option. `--asgi` is accepted and implied: the functions are ASGI apps.
+
+One departure per request, for speed: a request functions-framework would route to the
+function is handed to it directly (`DirectCalls`), skipping a framework stack whose work here
+no one reads; the framework's own routes, other methods and its execution-id logging mode
+still go through its app.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import click
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from audit_ingest.settings import get_settings
 
@@ -53,38 +62,107 @@ def main(
 
 
 def asgi_app(target: str, source: str | None, signature_type: str = "http") -> Any:
-    """functions-framework's ASGI app for `target`, as `main` serves it (the bench builds it
-    here too, so it measures what runs)."""
+    """The ASGI app `main` serves for `target` (the bench and `make run` build it here too, so
+    they measure and run what production serves): functions-framework's app, with the
+    function's own requests handed straight to the function (`DirectCalls`)."""
     from functions_framework.aio import create_asgi_app
-
-    from audit_ingest.http.edge import new_request_id
 
     # functions-framework ships no type hints: its factory is untyped.
     factory: Any = create_asgi_app
-    return ExecutionIds(factory(target, source, signature_type), new_request_id)
+    framework_app = factory(target, source, signature_type)
+    function = direct_function(framework_app, target)
+    if function is None:
+        return framework_app
+    return DirectCalls(framework_app, function, _catch_all_methods(framework_app))
 
 
-_EXECUTION_ID = b"function-execution-id"
+_CATCH_ALL = "/{path:path}"  # functions-framework's route for every path of an HTTP function
 
 
-class ExecutionIds:
-    """Gives a request that has no `Function-Execution-Id` one, before functions-framework does.
+def direct_function(framework_app: Any, target: str) -> Callable[..., Any] | None:
+    """The user's coroutine function behind functions-framework's catch-all route, or None
+    where requests must keep going through the framework's own stack.
 
-    functions-framework's middleware draws that id as 12 characters, one `random.randrange`
-    call each, for every request without the header (all of ours: no client sends it). An id
-    from `new_request_id` (a per-process random prefix and a counter) costs a fraction of that.
-    functions-framework then finds the header and keeps it as its execution id, as for a
-    caller that sent one.
+    None when functions-framework's per-request execution-id logging is on (`LOG_EXECUTION_ID`:
+    its wrapper redirects stdout and stderr per request, which only its stack does), or when
+    its app is not laid out as the pinned version lays it out (a catch-all `Route` whose
+    endpoint unwraps to `target`): then an upgrade costs speed, never behaviour.
+    """
+    import functions_framework
+
+    logging_on: Callable[[], bool] | None = getattr(
+        functions_framework, "_enable_execution_id_logging", None
+    )
+    if logging_on is None or logging_on():
+        return None
+    for route in getattr(framework_app, "routes", ()):
+        if isinstance(route, Route) and route.path == _CATCH_ALL:
+            function: Callable[..., Any] = inspect.unwrap(route.endpoint)
+            if inspect.iscoroutinefunction(function) and function.__name__ == target:
+                return function
+    return None
+
+
+def _catch_all_methods(framework_app: Any) -> frozenset[str]:
+    return frozenset(
+        method
+        for route in framework_app.routes
+        if isinstance(route, Route) and route.path == _CATCH_ALL
+        for method in route.methods or ()
+    )
+
+
+class DirectCalls:
+    """Hands each request functions-framework would route to the function straight to it.
+
+    For an HTTP function, functions-framework's app (Starlette, its two middlewares, a router
+    that tries four routes, its endpoint wrapper) does three things per request beyond calling
+    the function: it draws a `Function-Execution-Id` (12 `random.randrange` calls) and parses
+    `traceparent` into a context that only its execution-id logging reads, and it answers 500
+    for an exception the function lets out. That stack cost 175k of the 967k instructions a
+    single event took on the event-loop thread (docs/benchmarks.md); our edge already names
+    each request and answers every error itself.
+
+    So a request the catch-all route would take (an HTTP request with one of its methods, on
+    any path but the framework's own routes: `/robots.txt`, `/favicon.ico`) calls the function
+    here, inside functions-framework's own crash handler (the same 500 and log line for an
+    escaping exception). Everything else (those routes, other methods, lifespan) goes to
+    functions-framework's app unchanged. tests/unit/test_serve_direct.py holds the two paths to
+    the same answers.
     """
 
-    def __init__(self, app: Any, new_id: Callable[[], str]) -> None:
-        self.app = app
-        self.new_id = new_id
+    def __init__(
+        self, framework_app: Any, function: Callable[..., Any], methods: frozenset[str]
+    ) -> None:
+        from functions_framework.aio import ExceptionHandlerMiddleware
+
+        self.framework_app = framework_app
+        self.function = function
+        self.methods = methods
+        # The framework's other routes (robots.txt, favicon.ico) stay the framework's.
+        self.framework_paths = frozenset(
+            route.path
+            for route in framework_app.routes
+            if isinstance(route, Route) and route.path not in (_CATCH_ALL, "/")
+        )
+        # functions-framework ships no type hints: its middleware is untyped.
+        crash_handler: Any = ExceptionHandlerMiddleware
+        self._guarded = crash_handler(self._call)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            headers = scope["headers"]
-            # ASGI servers give header names in lower case.
-            if not any(name == _EXECUTION_ID for name, _ in headers):
-                scope["headers"] = [*headers, (_EXECUTION_ID, self.new_id().encode())]
-        await self.app(scope, receive, send)
+        if (
+            scope["type"] == "http"
+            and scope["method"] in self.methods
+            and scope["path"] not in self.framework_paths
+        ):
+            await self._guarded(scope, receive, send)
+        else:
+            await self.framework_app(scope, receive, send)
+
+    async def _call(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        response = await self.function(Request(scope, receive))
+        if not isinstance(response, Response):
+            # functions-framework would turn a str, dict or tuple into a response; our
+            # functions return one, and anything else is a defect (answered 500 above).
+            raise TypeError(f"{self.function.__name__} returned {type(response).__name__}")
+        await response(scope, receive, send)

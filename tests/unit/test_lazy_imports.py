@@ -9,11 +9,11 @@ from tests.stack import REPO
 
 PROBE = """
 import sys
-from functions_framework.aio import create_asgi_app
+from audit_ingest.serve import asgi_app
 from audit_ingest.bootstrap import build_app
 from audit_ingest.settings import Settings
 
-create_asgi_app("ingest_event", "functions/ingest_event/main.py", "http")
+asgi_app("ingest_event", "functions/ingest_event/main.py")
 build_app(Settings(auth_mode="gateway", gateway_signing_secret="s" * 32))
 unused = ("psycopg", "psycopg_pool", "audit_ingest.auth_eventing")
 print(sorted(m for m in unused if m in sys.modules))
