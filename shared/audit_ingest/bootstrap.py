@@ -86,9 +86,14 @@ def dead_letter_producer_config(settings: Settings) -> dict[str, Any]:
 
 
 def build_publisher(settings: Settings) -> Publisher:
-    return KafkaPublisher(
+    publisher = KafkaPublisher(
         producer_config(settings), dead_letter_config=dead_letter_producer_config(settings)
     )
+    # Built now, not at the first publish: its connection and producer id come while the first
+    # request authenticates and validates (and its first record misses librdkafka's start-up
+    # window, kafka.STARTUP_GRACE_SECONDS).
+    publisher.start()
+    return publisher
 
 
 def build_idempotency_store(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
-from audit_ingest.adapters.kafka import KafkaPublisher, ProducerSlot
+import pytest
+
+from audit_ingest.adapters import kafka
+from audit_ingest.adapters.kafka import STARTUP_GRACE_SECONDS, KafkaPublisher, ProducerSlot
+from audit_ingest.domain.records import KafkaRecord
 
 
 class FakeProducer:
@@ -112,3 +117,81 @@ def test_the_publisher_fails_a_fatal_producers_pending_reports_and_flushes_both_
         assert publisher.close(2.0) == 0
     assert replacement.flushed == 2.0  # type: ignore[attr-defined]
     assert dead_letters.flushed is not None
+
+
+def test_a_new_producer_settles_for_the_start_up_grace() -> None:
+    now = [100.0]
+    made = ProducerSlot(
+        {"bootstrap.servers": "x"},
+        label="producer",
+        retire=lambda _producer: None,
+        started=lambda: None,
+        factory=FakeProducer,  # type: ignore[arg-type]
+        clock=lambda: now[0],
+    )
+    made.get()
+    assert made.settling() == pytest.approx(STARTUP_GRACE_SECONDS)
+    now[0] += STARTUP_GRACE_SECONDS / 2
+    assert made.settling() == pytest.approx(STARTUP_GRACE_SECONDS / 2)
+    now[0] += STARTUP_GRACE_SECONDS
+    assert made.settling() == 0.0
+    made.get()  # the same producer: no new grace
+    assert made.settling() == 0.0
+
+
+class DeliveringProducer(FakeProducer):
+    """Acknowledges each record at the next poll, and notes when each was produced."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.built_at = time.monotonic()
+        self.produced_at: list[float] = []
+        self.reports: list[Any] = []
+
+    def produce(self, topic: str, **record: Any) -> None:
+        self.produced_at.append(time.monotonic())
+        self.reports.append(record["on_delivery"])
+
+    def poll(self, timeout: float) -> int:
+        reports, self.reports = self.reports, []
+        for report in reports:
+            report(None, None)
+        return super().poll(timeout) + len(reports)
+
+
+def test_the_first_publish_waits_out_the_grace_and_later_ones_do_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:  # the publisher's clock moves as it sleeps
+        slept.append(seconds)
+        now[0] += seconds
+        await real_sleep(0)
+
+    monkeypatch.setattr(kafka.asyncio, "sleep", sleep)
+    publisher = KafkaPublisher(
+        {"bootstrap.servers": "x"},
+        factory=DeliveringProducer,  # type: ignore[arg-type]
+        clock=lambda: now[0],
+    )
+    record = KafkaRecord("t", b"k", b"v", ())
+    try:
+        publisher.start()  # as `build_publisher` does
+        producer = publisher._main.current
+        assert isinstance(producer, DeliveringProducer) and producer.produced_at == []
+        now[0] += STARTUP_GRACE_SECONDS / 4  # the first request's auth and validation
+
+        async def twice() -> None:
+            for expected_sleeps in (1, 1):
+                deliveries = await publisher.publish([record], timeout=2.0)
+                assert [d.acknowledged for d in deliveries] == [True]
+                assert len(slept) == expected_sleeps
+
+        asyncio.run(twice())
+        assert slept == [pytest.approx(STARTUP_GRACE_SECONDS * 3 / 4)]
+        assert len(producer.produced_at) == 2
+    finally:
+        publisher.close(1.0)

@@ -69,13 +69,22 @@ def _is_permanent(error: KafkaError) -> bool:
     return error.code() in _PERMANENT
 
 
+# librdkafka (2.x, measured on 2.16) holds a record that an idempotent producer is given in
+# the first few milliseconds of its life until its producer-id timer retries, 500 ms later
+# (rdkafka_idempotence.c: no broker was up when it first asked); a record given 3 ms or more
+# after the producer was built is acknowledged about 55 ms after the build. The first publish
+# of a new producer therefore waits out this grace (a cold start's first request paid the
+# 500 ms: 505 against 55 ms from build to acknowledgement, docs/benchmarks.md).
+STARTUP_GRACE_SECONDS = 0.02
+
+
 class ProducerSlot:
     """One librdkafka producer: built on first use, replaced after a fatal error of the
     idempotent producer (librdkafka cannot recover from those in place), taken by `close()`.
 
     `retire` gets the producer being replaced (what it still holds will never be delivered);
     `started` is called after a producer is built (the publisher starts its poll thread then,
-    not on every call).
+    not on every call). `built_at` is when the current producer was built (`clock`).
     """
 
     def __init__(
@@ -86,6 +95,7 @@ class ProducerSlot:
         retire: Callable[[Producer], None],
         started: Callable[[], None],
         factory: Callable[[dict[str, Any]], Producer] = Producer,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = dict(config)
         self._config.setdefault("error_cb", self._on_error)
@@ -97,7 +107,9 @@ class ProducerSlot:
         self._factory = factory
         self._lock = threading.Lock()
         self._fatal = False
+        self._clock = clock
         self.current: Producer | None = None  # read without the lock by the poll thread
+        self.built_at = 0.0
 
     def get(self) -> Producer:
         with self._lock:
@@ -112,8 +124,14 @@ class ProducerSlot:
             if self.current is None:
                 self._fatal = False
                 self.current = self._factory(self._config)
+                self.built_at = self._clock()
                 self._started()
             return self.current
+
+    def settling(self) -> float:
+        """Seconds the current producer still needs before its first record
+        (`STARTUP_GRACE_SECONDS` from its build; 0 once past it)."""
+        return max(0.0, self.built_at + STARTUP_GRACE_SECONDS - self._clock())
 
     def take(self) -> Producer | None:
         """The producer (None if never built), no longer the slot's: the caller flushes it."""
@@ -139,6 +157,7 @@ class KafkaPublisher:
         dead_letter_config: dict[str, Any] | None = None,
         poll_interval: float = 0.05,
         factory: Callable[[dict[str, Any]], Producer] = Producer,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._main = ProducerSlot(
             config,
@@ -146,6 +165,7 @@ class KafkaPublisher:
             retire=self._fail_pending,
             started=self._ensure_poller,
             factory=factory,
+            clock=clock,
         )
         self._dead_letters = (
             ProducerSlot(
@@ -165,6 +185,14 @@ class KafkaPublisher:
         self._wakeups = Wakeups()
 
     # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Build the producer now: librdkafka connects and asks for its producer id in the
+        background while the caller goes on (a first request authenticates meanwhile)."""
+        try:
+            self._main.get()
+        except KafkaException as exc:  # the first publish reports it, as it reports any
+            log.warning("kafka producer not built yet: %s", exc)
+
     def _ensure_poller(self) -> None:
         with self._lock:
             if self._poller is None or not self._poller.is_alive():
@@ -231,6 +259,9 @@ class KafkaPublisher:
         except KafkaException as exc:
             failure = Delivery(False, f"producer unavailable: {exc}")
             return [failure for _ in records]
+        settling = self._main.settling()
+        if settling:  # a producer built moments ago (STARTUP_GRACE_SECONDS)
+            await asyncio.sleep(settling)
         awaited = AwaitedRecords(loop.create_future(), len(records), self._wakeups.add, on_late)
         produced = 0
         for index, record in enumerate(records):
