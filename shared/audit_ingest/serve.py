@@ -124,11 +124,11 @@ class DirectCalls:
     each request and answers every error itself.
 
     So a request the catch-all route would take (an HTTP request with one of its methods, on
-    any path but the framework's own routes: `/robots.txt`, `/favicon.ico`) calls the function
-    here, inside functions-framework's own crash handler (the same 500 and log line for an
-    escaping exception). Everything else (those routes, other methods, lifespan) goes to
-    functions-framework's app unchanged. tests/unit/test_serve_direct.py holds the two paths to
-    the same answers.
+    any path but the framework's own routes: `/robots.txt`, `/favicon.ico`; no ASGI root path)
+    calls the function here, inside functions-framework's own crash handler (the same 500 and
+    log line for an escaping exception). Everything else (those routes, other methods, a root
+    path, lifespan) goes to functions-framework's app unchanged. tests/unit/test_serve_direct.py
+    holds the two paths to the same answers.
     """
 
     def __init__(
@@ -154,6 +154,9 @@ class DirectCalls:
             scope["type"] == "http"
             and scope["method"] in self.methods
             and scope["path"] not in self.framework_paths
+            # Starlette routes on the path below a root path; ours never sets one, so a request
+            # with one goes the framework's way rather than being matched here differently.
+            and not scope.get("root_path")
         ):
             await self._guarded(scope, receive, send)
         else:

@@ -68,7 +68,9 @@ PATHS = (
 )
 
 
-def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+def _scope(
+    method: str, path: str, headers: list[tuple[bytes, bytes]], root_path: str = ""
+) -> dict[str, Any]:
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -78,7 +80,7 @@ def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[s
         "path": path,
         "raw_path": path.encode(),
         "query_string": b"q=1&r=2",
-        "root_path": "",
+        "root_path": root_path,
         "headers": headers,
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 8080),
@@ -116,8 +118,8 @@ def test_every_method_and_path_gets_the_frameworks_answer(
     assert isinstance(direct, DirectCalls)
     headers = [(b"content-type", b"application/json"), (b"x-echo", b"e"), (b"x-status", b"202")]
     compared = 0
-    for method, path in itertools.product(METHODS, PATHS):
-        scope = _scope(method, path, headers)
+    for method, path, root in itertools.product(METHODS, PATHS, ("", "/api")):
+        scope = _scope(method, f"{root}{path}", headers, root)
         with caplog.at_level(logging.ERROR):
             caplog.clear()
             ours = _call(direct, dict(scope), b'{"k": "v"}')
@@ -125,13 +127,13 @@ def test_every_method_and_path_gets_the_frameworks_answer(
             caplog.clear()
             theirs = _call(framework, dict(scope), b'{"k": "v"}')
             their_log = [r.getMessage() for r in caplog.records]
-        assert ours == theirs, (method, path)
+        assert ours == theirs, (method, root, path)
         # The crash answer's log line: the same text, traceback frames aside.
         assert [line.splitlines()[0] for line in our_log] == [
             line.splitlines()[0] for line in their_log
         ], (method, path)
         compared += 1
-    assert compared == len(METHODS) * len(PATHS)
+    assert compared == len(METHODS) * len(PATHS) * 2
 
 
 def test_the_function_is_served_directly_and_the_frameworks_routes_by_it(
