@@ -73,10 +73,17 @@ def asgi_app(target: str, source: str | None, signature_type: str = "http") -> A
     function = direct_function(framework_app, target)
     if function is None:
         return framework_app
-    return DirectCalls(framework_app, function, _catch_all_methods(framework_app))
+    return DirectCalls(framework_app, function)
 
 
 _CATCH_ALL = "/{path:path}"  # functions-framework's route for every path of an HTTP function
+
+
+def _catch_all(framework_app: Any) -> Route | None:
+    for route in getattr(framework_app, "routes", ()):
+        if isinstance(route, Route) and route.path == _CATCH_ALL:
+            return route
+    return None
 
 
 def direct_function(framework_app: Any, target: str) -> Callable[..., Any] | None:
@@ -93,23 +100,13 @@ def direct_function(framework_app: Any, target: str) -> Callable[..., Any] | Non
     logging_on: Callable[[], bool] | None = getattr(
         functions_framework, "_enable_execution_id_logging", None
     )
-    if logging_on is None or logging_on():
+    route = _catch_all(framework_app)
+    if logging_on is None or logging_on() or route is None:
         return None
-    for route in getattr(framework_app, "routes", ()):
-        if isinstance(route, Route) and route.path == _CATCH_ALL:
-            function: Callable[..., Any] = inspect.unwrap(route.endpoint)
-            if inspect.iscoroutinefunction(function) and function.__name__ == target:
-                return function
+    function: Callable[..., Any] = inspect.unwrap(route.endpoint)
+    if inspect.iscoroutinefunction(function) and function.__name__ == target:
+        return function
     return None
-
-
-def _catch_all_methods(framework_app: Any) -> frozenset[str]:
-    return frozenset(
-        method
-        for route in framework_app.routes
-        if isinstance(route, Route) and route.path == _CATCH_ALL
-        for method in route.methods or ()
-    )
 
 
 class DirectCalls:
@@ -131,14 +128,14 @@ class DirectCalls:
     holds the two paths to the same answers.
     """
 
-    def __init__(
-        self, framework_app: Any, function: Callable[..., Any], methods: frozenset[str]
-    ) -> None:
+    def __init__(self, framework_app: Any, function: Callable[..., Any]) -> None:
         from functions_framework.aio import ExceptionHandlerMiddleware
 
         self.framework_app = framework_app
         self.function = function
-        self.methods = methods
+        catch_all = _catch_all(framework_app)
+        # The methods its catch-all route takes (Starlette adds HEAD to GET).
+        self.methods = frozenset(catch_all.methods or ()) if catch_all else frozenset()
         # The framework's other routes (robots.txt, favicon.ico) stay the framework's.
         self.framework_paths = frozenset(
             route.path

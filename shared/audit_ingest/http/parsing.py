@@ -185,8 +185,8 @@ _REQUIRED = ("specversion", "id", "source", "type")
 def _binary_cloudevent(headers: Mapping[str, str], body: bytes, kind: str) -> Envelope:
     if kind not in ("", JSON):
         raise UnsupportedMediaType(kind, (JSON,))
-    # The SDK would fall back to structured parsing (and a misleading message) when a header
-    # is missing: name the missing headers ourselves.
+    # The four required attributes, checked here (the headers are the attributes: no SDK
+    # reading follows), each missing one named.
     missing = [f"ce-{name}" for name in _REQUIRED if not headers.get(f"ce-{name}")]
     if not missing and headers["ce-specversion"] != "1.0":
         raise MalformedBody("Only CloudEvents specversion 1.0 is accepted.", field="ce-specversion")
