@@ -116,7 +116,7 @@ clean: ## Remove local state (.dev: databases, Kafka logs) and caches.
 	rm -rf .dev .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: bench
-bench: install ## Floors (framework, Kafka) vs our functions: report in docs/benchmarks.md (~35 min).
+bench: install ## Floors (framework, Kafka) vs our functions, hidden-cost paths, gateway mode: docs/benchmarks.md (~40 min).
 	$(RUN) python -m bench.run
 
 .PHONY: bench-sequential

@@ -8,12 +8,14 @@ key: nothing is de-duplicated, every event is validated, enriched and produced.
 from __future__ import annotations
 
 import gzip
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 SIZES = {"single": 1, "batch100": 100, "batch1000": 1000}
+PLACEHOLDER = "__SEQ__"
 
 
 def event(index: int) -> dict[str, Any]:
@@ -66,7 +68,7 @@ _CE_TYPE = "com.example.audit.recorded"
 
 
 def encode(
-    body: bytes, name: str, transport: str, seq: int
+    body: bytes, name: str, transport: str, seq: int | str
 ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     """One request body (a filled template) sent over `transport`: the body and its headers.
 
@@ -114,3 +116,36 @@ def encode(
             return orjson.dumps(envelopes[0]), [(b"content-type", b"application/cloudevents+json")]
         return orjson.dumps(envelopes), [(b"content-type", b"application/cloudevents-batch+json")]
     raise ValueError(f"unknown transport {transport!r}; one of {', '.join(TRANSPORTS)}")
+
+
+@dataclass(frozen=True)
+class GeneratorRequest:
+    """What the Go generator sends for one (body, transport, keyed) path.
+
+    `body` and the `headers`' values still carry `__SEQ__`, which the generator fills per
+    request (so every CloudEvent id and `Idempotency-Key` is new); with `gzip` the generator
+    compresses each filled body (compressing the template would hide `__SEQ__`).
+    """
+
+    body: bytes
+    headers: dict[str, str]
+    gzip: bool = False
+
+
+def generator_request(
+    name: str, transport: str = "json", *, keyed: bool = False
+) -> GeneratorRequest:
+    """The generator's template for `name` (a key of SIZES) over `transport`.
+
+    `keyed`: a retry identity on every event: a batch's events their own `idempotency_key`,
+    a single event the request's `Idempotency-Key` header.
+    """
+    filled = template(name, keyed=keyed and name != "single")
+    if transport == "gzip":
+        body, pairs = filled, encode(filled, name, transport, PLACEHOLDER)[1]
+    else:
+        body, pairs = encode(filled, name, transport, PLACEHOLDER)
+    headers = {key.decode(): value.decode() for key, value in pairs}
+    if keyed and name == "single":
+        headers["idempotency-key"] = f"bench-{PLACEHOLDER}"
+    return GeneratorRequest(body, headers, gzip=transport == "gzip")

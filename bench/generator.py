@@ -2,9 +2,9 @@
 
 Python cannot generate thousands of requests per second on one core and measure them
 honestly, so the load comes from a small Go program (net/http keep-alive clients, HDR
-histograms). It is built into .dev/bin/loadgen-<hash of its sources and go.sum> on first use
-(dependencies from the Go module proxy; Go 1.19 or later, apt's `golang-go` when there is
-none) and reused after that.
+histograms). It is tested (`go test`) and built into .dev/bin/loadgen-<hash of its sources
+and go.sum> on first use (dependencies from the Go module proxy; Go 1.19 or later, apt's
+`golang-go` when there is none) and reused after that.
 """
 
 from __future__ import annotations
@@ -70,15 +70,14 @@ def ensure_built() -> Build:
     partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")
     env = {**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"}
     started = time.monotonic()
-    done = subprocess.run(
-        [go, "build", "-trimpath", "-o", str(partial), "."],
-        cwd=SOURCE,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"building bench/loadgen failed:\n{done.stderr}")
+    # Its own tests first (how it fills __SEQ__ and compresses): a generator that sent the
+    # wrong requests would measure the wrong thing without failing.
+    for argv in ([go, "test", "./..."], [go, "build", "-trimpath", "-o", str(partial), "."]):
+        done = subprocess.run(argv, cwd=SOURCE, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(
+                f"bench/loadgen: `{' '.join(argv[:2])}` failed:\n{done.stdout}{done.stderr}"
+            )
     seconds = time.monotonic() - started
     os.replace(partial, target)
     for stale in BIN.glob("loadgen-*"):
@@ -131,12 +130,23 @@ def run(
     expect: str | None = None,
     cpu: str | None = "1",
     label: str = "",
+    method: str = "POST",
+    status: int = 202,
+    gzip: bool = False,
 ) -> dict[str, Any]:
-    """One generator run; its JSON result (see bench/loadgen/main.go)."""
+    """One generator run; its JSON result (see bench/loadgen/main.go).
+
+    `__SEQ__` in the body or a header value is filled per request; `gzip` compresses each
+    filled body (the Content-Encoding header is the caller's).
+    """
     argv = [
         str(binary),
         "-url",
         url,
+        "-method",
+        method,
+        "-status",
+        str(status),
         "-mode",
         mode,
         "-conns",
@@ -156,6 +166,8 @@ def run(
         argv += ["-rate", str(rate)]
     if expect:
         argv += ["-expect", expect]
+    if gzip:
+        argv.append("-gzip")
     if cpu is not None:
         argv = ["taskset", "-c", cpu, *argv]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -191,6 +191,7 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         "points_over_0.2": sum(f > 0.2 for f in foreign),
         "points": len(foreign),
     }
+    s.update(summarise_paths(reps, each))
     s["retried_points"] = sum(
         "first_attempt" in point
         for rep in reps
@@ -199,6 +200,63 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     )
     s["targets"] = targets(s)
     return _finite(s)
+
+
+def _plain_of(name: str) -> str:
+    """The plain-JSON scenario a hidden-cost path is compared with ("batch100-gzip" -> ...)."""
+    return name.split("-", 1)[0]
+
+
+def summarise_paths(reps: list[dict[str, Any]], each: Any) -> dict[str, Any]:
+    """The hidden-cost paths, gateway mode, and the broker's CPU at 1,000 single req/s."""
+    s: dict[str, Any] = {}
+    names = sorted(
+        {n for rep in reps for n in rep.get("paths", {}) if not n.startswith("gateway-")}
+    )
+    s["paths"] = {
+        name: {
+            "plain": _plain_of(name),
+            "rps": agg(each(lambda r, n=name: r["paths"][n]["rate_achieved"])),
+            **{
+                who: agg(each(lambda r, n=name, w=who: r["paths"][n]["cpu_us_per_event"][w]))
+                for who in ("function", "kafka", "redis")
+            },
+            # Per repetition against the plain body's closed loop of the same repetition.
+            "vs_plain": agg(
+                each(
+                    lambda r, n=name: (
+                        r["paths"][n]["cpu_us_per_event"]["function"]
+                        / r[_plain_of(n)]["closed"]["cpu_us_per_event"]["function"]
+                    )
+                )
+            ),
+        }
+        for name in names
+    }
+
+    def call(rep: dict[str, Any], name: str) -> float:
+        return float(rep["paths"][name]["cpu_us_per_event"]["function"])
+
+    s["gateway_authorize_cpu_us"] = agg(each(lambda r: call(r, "gateway-authorize")))
+    s["gateway_ingest_cpu_us"] = agg(each(lambda r: call(r, "gateway-ingest")))
+    s["gateway_authorize_rps"] = agg(
+        each(lambda r: r["paths"]["gateway-authorize"]["rate_achieved"])
+    )
+    s["gateway_pair_cpu_us"] = agg(
+        each(lambda r: call(r, "gateway-authorize") + call(r, "gateway-ingest"))
+    )
+    s["gateway_pair_vs_inline"] = agg(
+        each(
+            lambda r: (
+                (call(r, "gateway-authorize") + call(r, "gateway-ingest"))
+                / r["single"]["closed"]["cpu_us_per_event"]["function"]
+            )
+        )
+    )
+    s["single_kafka_cpu_us_at_1000"] = agg(
+        each(lambda r: _get(at_rate(r["single"]["open"], 1000.0), "cpu_us_per_event", "kafka"))
+    )
+    return s
 
 
 def _finite(value: Any) -> Any:
@@ -232,6 +290,36 @@ def targets(s: dict[str, Any]) -> list[dict[str, Any]]:
             "le",
         ),
         ("cold start (exec -> first 202)", "<= 1.0 s", _m(s, "coldstart_s"), 1.0, "le"),
+        # Issue 12's (the compiled per-event path), besides the rows above it keeps.
+        (
+            "issue 12: single-event function CPU per request",
+            "<= 100 µs",
+            _m(s, "single_cpu_us_per_event_function"),
+            100.0,
+            "le",
+        ),
+        ("issue 12: R_http", ">= 0.30", _m(s, "R_http"), 0.30, "ge"),
+        (
+            "issue 12: batch-of-100 function CPU per event",
+            "<= 14 µs",
+            _m(s, "batch100_cpu_us_per_event_function"),
+            14.0,
+            "le",
+        ),
+        (
+            "issue 12: broker CPU per single event at 1,000 req/s",
+            "<= 6 µs",
+            _m(s, "single_kafka_cpu_us_at_1000"),
+            6.0,
+            "le",
+        ),
+        (
+            "issue 12: gateway mode, authorize + ingest CPU / inline's",
+            "<= 1.0",
+            _m(s, "gateway_pair_vs_inline"),
+            1.0,
+            "le",
+        ),
     ]
     out = []
     for name, goal, value, bound, how in rows:
@@ -351,6 +439,42 @@ def table_rows(s: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
+_PATH_LABELS = {
+    "gzip": "gzip-compressed",
+    "ce-binary": "binary-mode CloudEvent",
+    "ce-structured": "structured CloudEvents",
+    "keyed": "idempotency key on every event",
+}
+
+
+def path_rows(s: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(path, function CPU µs per event, ratio to the plain body's, broker / Redis) rows."""
+    rows = []
+    for name, p in (s.get("paths") or {}).items():
+        plain = p["plain"]
+        what = _PATH_LABELS.get(name[len(plain) + 1 :], name)
+        body = "single event" if plain == "single" else f"batch of {plain[5:]}"
+        rows.append(
+            (
+                f"{body}, {what}",
+                cell(p["function"], 0),
+                cell(p["vs_plain"], 2),
+                f"{cell(p['kafka'], 0)} / {cell(p['redis'], 0)}",
+            )
+        )
+    if _m(s, "gateway_pair_cpu_us") is not None:
+        rows.append(
+            (
+                "gateway mode: `authorize` (forward-auth's GET) + `ingest-event`",
+                f"{cell(s['gateway_authorize_cpu_us'], 0)} + {cell(s['gateway_ingest_cpu_us'], 0)}"
+                f" = {cell(s['gateway_pair_cpu_us'], 0)}",
+                cell(s["gateway_pair_vs_inline"], 2),
+                "",
+            )
+        )
+    return rows
+
+
 def ratio_rows(s: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [
         ("R_http = single knee / B0f max", cell(s["R_http"], 3), ">= 0.5"),
@@ -373,6 +497,8 @@ def text_summary(results: dict[str, Any]) -> str:
     lines = ["", "make bench: medians [min-max]"]
     for what, value, _ in table_rows(s) + ratio_rows(s):
         lines.append(f"  {what:<64} {value}")
+    for what, cpu, times, infra in path_rows(s):
+        lines.append(f"  {what:<64} {cpu} µs/event ({times} times plain; broker/Redis {infra})")
     lines.append("targets:")
     for row in s["targets"]:
         mark = {True: "met", False: "NOT met", None: "n/a"}[row["met"]]
@@ -433,6 +559,19 @@ def markdown(results: dict[str, Any], results_file: Path) -> str:
         "|---|---|---|",
     ]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in table_rows(s)]
+    paths = path_rows(s)
+    if paths:
+        lines += [
+            "",
+            "The costs a plain JSON body hides, and gateway mode (closed loop, same connections "
+            "as the plain body; 'times plain' is against the plain body's CPU per event in the "
+            "same repetition; gateway mode: both calls APISIX makes for one event, each measured "
+            "alone, against inline mode's single event):",
+            "",
+            "| path | function CPU µs per event | times plain | broker / Redis µs per event |",
+            "|---|---|---|---|",
+        ]
+        lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in paths]
     lines += ["", "| ratio | value | target |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in ratio_rows(s)]
     lines += ["", "| target | goal | value | met |", "|---|---|---|---|"]

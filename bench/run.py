@@ -9,6 +9,9 @@
   validation, enrichment, produce, ack): single event, batch of 100, batch of 1000; closed
   loop for the maximum, then an open-loop, coordinated-omission corrected sweep of offered
   rates until p99 passes 100 ms or errors appear.
+- paths: the costs a plain JSON body hides (gzip, CloudEvents binary and structured mode,
+  idempotency keys) and gateway mode (`authorize` + `ingest-event` as APISIX calls them),
+  closed loop: function CPU per event, against the plain body's in the same repetition.
 - cold start: exec of the functions-framework CLI to the first acknowledged 202.
 
 The functions (and B1) run on CPU 0, the Go generator on CPU 1 (`taskset`). Results go to
@@ -28,12 +31,15 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from audit_ingest.domain.gateway_token import PRINCIPAL_HEADER, sign_principal
+from audit_ingest.domain.principal import Principal
 from bench import bodies, generator, procs, report
-from bench.stack import REPO, BenchStack, acquire, pin
+from bench.stack import BENCH_TENANT, REPO, BenchStack, acquire, pin
 
 log = logging.getLogger("bench")
 
@@ -41,7 +47,7 @@ RESULTS = REPO / "bench" / "results"
 WORK = REPO / ".dev" / "bench"
 SERVICE_CPU = "0"
 GENERATOR_CPU = "1"
-PORTS = {"noop": 18090, "ingest_event": 18081, "ingest_batch": 18082}
+PORTS = {"noop": 18090, "ingest_event": 18081, "ingest_batch": 18082, "authorize": 18083}
 KNEE_P99_MS = 100.0
 
 # Per body: path, connections (closed loop; open loop's ceiling on requests in flight),
@@ -74,6 +80,21 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "min_requests": 120,
     },
 }
+# The paths a plain JSON body does not exercise (issue 12's hidden costs): closed loop only,
+# for the function's CPU per event; connections and the success check are the body's scenario's.
+# name -> (the plain scenario it is compared with, transport, keyed)
+PATHS: dict[str, tuple[str, str, bool]] = {
+    "single-gzip": ("single", "gzip", False),
+    "single-ce-binary": ("single", "ce-binary", False),
+    "single-keyed": ("single", "json", True),
+    "batch100-gzip": ("batch100", "gzip", False),
+    "batch100-ce-structured": ("batch100", "ce-structured", False),
+    "batch100-keyed": ("batch100", "json", True),
+}
+# Gateway mode, as APISIX calls the functions (apisix/standalone/apisix.yaml): forward-auth's
+# GET to `authorize` with the client's key, then the ingest call with the signed principal.
+GATEWAY_SECRET = "bench-gateway-signing-secret-0123456789abcdef"  # noqa: S105  (bench only)
+GATEWAY_PORT = 18084
 # Offered rates of the sweep, as fractions of the closed-loop maximum (first repetition's).
 LADDER = (0.1, 0.25, 0.4, 0.5, 0.6, 0.68, 0.76, 0.84, 0.92, 1.0, 1.1)
 
@@ -177,6 +198,22 @@ def versions(stack: BenchStack) -> dict[str, str]:
 
 
 # -- measurements ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Request:
+    """What the generator sends in one run: `__SEQ__` in the body or a header is filled per
+    request; `size` is the events a request carries."""
+
+    path: str
+    body: Path | None
+    headers: dict[str, str]
+    expect: str | None
+    size: int
+    label: str
+    method: str = "POST"
+    status: int = 202
+    gzip: bool = False
+
+
 class Runner:
     def __init__(
         self,
@@ -214,30 +251,45 @@ class Runner:
         *,
         rate: float | None = None,
         duration: float | None = None,
+        request: Request | None = None,
     ) -> dict[str, Any]:
+        """One generator run against `function`; `scenario` names the plain body's settings
+        (path, connections, success check) unless `request` replaces them."""
         spec = SCENARIOS[scenario]
+        if request is None:
+            request = Request(
+                path=spec["path"],
+                body=self.paths[scenario],
+                headers=self.headers(),
+                expect=spec["expect"] if function.target != "noop" else None,
+                size=bodies.SIZES[scenario],
+                label=scenario,
+            )
         duration = duration or self.args.duration
         before = function.cpu(), self.infra_cpu(), time.monotonic()
         machine_before = busy_seconds()[0]
         result = generator.run(
             self.binary,
-            url=function.url + spec["path"],
-            body=self.paths[scenario],
-            headers=self.headers(),
+            url=function.url + request.path,
+            body=request.body,
+            headers=request.headers,
             mode=mode,
             conns=spec["closed_conns"] if mode == "closed" else spec["open_conns"],
             duration=duration,
             warmup=self.args.warmup,
             rate=rate,
-            expect=spec["expect"] if function.target != "noop" else None,
+            expect=request.expect,
             cpu=GENERATOR_CPU,
-            label=f"{function.target}/{scenario}/{mode}",
+            label=f"{function.target}/{request.label}/{mode}",
+            method=request.method,
+            status=request.status,
+            gzip=request.gzip,
         )
         cpu_after, infra_after, ended = function.cpu(), self.infra_cpu(), time.monotonic()
         machine_used = busy_seconds()[0] - machine_before
-        events = result["ok_all"] * bodies.SIZES[scenario]
-        result["events_per_request"] = bodies.SIZES[scenario]
-        result["events_per_s"] = round(result["rate_achieved"] * bodies.SIZES[scenario], 1)
+        events = result["ok_all"] * request.size
+        result["events_per_request"] = request.size
+        result["events_per_s"] = round(result["rate_achieved"] * request.size, 1)
         result["cpu"] = {
             "function_s": round(cpu_after - before[0], 3),
             "function_util": round((cpu_after - before[0]) / (ended - before[2]), 3),
@@ -274,11 +326,18 @@ class Runner:
         )
         return result
 
-    def start(self, target: str, workers: int | None = None) -> procs.FunctionProcess:
+    def start(
+        self,
+        target: str,
+        workers: int | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+    ) -> procs.FunctionProcess:
         return procs.start(
             target,
-            PORTS[target],
-            self.env,
+            port or PORTS[target],
+            {**self.env, **(env or {})},
             self.logs,
             workers=workers or self.args.workers,
             cpu=SERVICE_CPU,
@@ -416,6 +475,88 @@ class Runner:
             batch.stop()
         return out
 
+    def hidden_paths(self) -> dict[str, Any]:
+        """Closed loop over each of PATHS, then gateway mode's two calls."""
+        out: dict[str, Any] = {}
+        for target, scenario in (("ingest_event", "single"), ("ingest_batch", "batch100")):
+            function = self.start(target)
+            try:
+                for name, (plain, transport, keyed) in PATHS.items():
+                    if plain != scenario:
+                        continue
+                    made = bodies.generator_request(plain, transport, keyed=keyed)
+                    body = WORK / "bodies" / f"{name}.json"
+                    body.write_bytes(made.body)
+                    request = Request(
+                        path=SCENARIOS[plain]["path"],
+                        body=body,
+                        headers={**made.headers, "X-API-Key": self.stack.api_key},
+                        expect=SCENARIOS[plain]["expect"],
+                        size=bodies.SIZES[plain],
+                        label=name,
+                        gzip=made.gzip,
+                    )
+                    out[name] = self.load(function, plain, "closed", request=request)
+            finally:
+                function.stop()
+        out.update(self.gateway())
+        return out
+
+    def gateway(self) -> dict[str, Any]:
+        """`authorize` as forward-auth calls it, and `ingest-event` in gateway mode with the
+        principal `authorize` signs, each alone on the function core (closed loop)."""
+        env = {"AUTH_MODE": "gateway", "GATEWAY_SIGNING_SECRET": GATEWAY_SECRET}
+        out: dict[str, Any] = {}
+        authorize = self.start("authorize", env=env)
+        try:
+            out["gateway-authorize"] = self.load(
+                authorize,
+                "single",
+                "closed",
+                request=Request(
+                    path="/authorize",
+                    body=None,
+                    headers={"X-API-Key": self.stack.api_key, "X-Request-Id": "bench-__SEQ__"},
+                    expect='"tenant_id"',
+                    size=1,
+                    label="gateway-authorize",
+                    method="GET",
+                    status=200,
+                ),
+            )
+        finally:
+            authorize.stop()
+        principal = Principal(
+            str(BENCH_TENANT), self.stack.api_key_id, ("events:write",), 1_000_000_000
+        )
+        # One token for the run (APISIX fetches one per request; verifying costs the same).
+        ttl = int(self.args.duration + self.args.warmup) + 600
+        token = sign_principal(
+            principal, secret=GATEWAY_SECRET.encode(), now=int(time.time()), ttl=ttl
+        )
+        ingest = self.start("ingest_event", env=env, port=GATEWAY_PORT)
+        try:
+            out["gateway-ingest"] = self.load(
+                ingest,
+                "single",
+                "closed",
+                request=Request(
+                    path="/v1/events",
+                    body=self.paths["single"],
+                    headers={
+                        "Content-Type": "application/json",
+                        PRINCIPAL_HEADER: token,
+                        "X-Request-Id": "bench-__SEQ__",
+                    },
+                    expect=SCENARIOS["single"]["expect"],
+                    size=1,
+                    label="gateway-ingest",
+                ),
+            )
+        finally:
+            ingest.stop()
+        return out
+
     def cold_start(self) -> dict[str, Any]:
         """exec of the functions-framework CLI -> the first 202 (a real event, acknowledged)."""
         body = self.paths["single"].read_bytes().replace(b"__SEQ__", str(time.time_ns()).encode())
@@ -504,7 +645,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="pin the bench's own Kafka, Redis and PostgreSQL here ('' : leave them be)",
     )
     parser.add_argument("--quick", action="store_true", help="1 repetition, short points")
-    parser.add_argument("--only", default="", help="comma list: b0f,b1,s,workers,cold")
+    parser.add_argument("--only", default="", help="comma list: b0f,b1,s,paths,workers,cold")
     parser.add_argument("--quiet-load", type=float, default=0.7)
     parser.add_argument("--quiet-timeout", type=float, default=1200.0)
     parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
@@ -528,7 +669,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     args = parse_args(argv)
-    only = set(filter(None, args.only.split(","))) or {"b0f", "b1", "s", "workers", "cold"}
+    only = set(filter(None, args.only.split(","))) or {
+        "b0f",
+        "b1",
+        "s",
+        "paths",
+        "workers",
+        "cold",
+    }
     if (os.cpu_count() or 1) < 2:
         global GENERATOR_CPU
         log.warning("one core: the generator and the service cannot be pinned apart")
@@ -600,6 +748,8 @@ def main(argv: list[str] | None = None) -> int:
                 one["b1"] = runner.kafka_floor()
             if "s" in only:
                 one.update(runner.services())
+            if "paths" in only:
+                one["paths"] = runner.hidden_paths()
             if "workers" in only and args.compare_workers:
                 one["workers_compare"] = {
                     "workers": args.compare_workers,

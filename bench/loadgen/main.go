@@ -11,11 +11,14 @@
 //
 // Bodies come from a file; every occurrence of __SEQ__ is replaced by a fixed-width number
 // unique to the request (and to the run), so no two requests carry the same content and the
-// Content-Length stays constant.
+// Content-Length stays constant. A header value may carry __SEQ__ too (an Idempotency-Key, a
+// CloudEvent's ce-id: each request a new one). With -gzip each body is compressed after the
+// replacement (its own Content-Encoding header is the caller's -H).
 package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -58,6 +61,7 @@ type config struct {
 	seqPrefix string
 	outPath   string
 	label     string
+	gzip      bool
 }
 
 // template is a body split at its placeholders: parts[0] seq parts[1] seq ... parts[n].
@@ -165,6 +169,8 @@ type worker struct {
 	secMax []int64
 	buf    []byte
 	rbuf   bytes.Buffer
+	zbuf   bytes.Buffer
+	zw     *gzip.Writer
 }
 
 func newWorker() *worker {
@@ -181,6 +187,7 @@ type runner struct {
 	client      *http.Client
 	tmpl        *template
 	headers     http.Header
+	seqHeaders  map[string]*template // header name -> its value, split at __SEQ__
 	seq         atomic.Uint64
 	bodySize    int
 }
@@ -188,19 +195,51 @@ type runner struct {
 func (r *runner) newRequest(w *worker) (*http.Request, error) {
 	seq := r.seq.Add(1)
 	w.buf = r.tmpl.render(w.buf, r.cfg.seqPrefix, seq)
+	payload := w.buf
+	if r.cfg.gzip {
+		compressed, err := w.compress(payload)
+		if err != nil {
+			return nil, err
+		}
+		payload = compressed
+	}
 	var body io.Reader
-	if len(w.buf) > 0 {
-		body = bytes.NewReader(w.buf)
+	if len(payload) > 0 {
+		body = bytes.NewReader(payload)
 	}
 	req, err := http.NewRequest(r.cfg.method, r.cfg.url, body)
 	if err != nil {
 		return nil, err
 	}
-	req.ContentLength = int64(len(w.buf))
+	req.ContentLength = int64(len(payload))
 	for k, v := range r.headers {
 		req.Header[k] = v
 	}
+	for k, t := range r.seqHeaders {
+		req.Header[k] = []string{string(t.render(nil, r.cfg.seqPrefix, seq))}
+	}
 	return req, nil
+}
+
+// compress gzips body (level 6, as bench/bodies.py's gzip transport) into the worker's buffer.
+func (w *worker) compress(body []byte) ([]byte, error) {
+	w.zbuf.Reset()
+	if w.zw == nil {
+		zw, err := gzip.NewWriterLevel(&w.zbuf, 6)
+		if err != nil {
+			return nil, err
+		}
+		w.zw = zw
+	} else {
+		w.zw.Reset(&w.zbuf)
+	}
+	if _, err := w.zw.Write(body); err != nil {
+		return nil, err
+	}
+	if err := w.zw.Close(); err != nil {
+		return nil, err
+	}
+	return w.zbuf.Bytes(), nil
 }
 
 // do sends one request and classifies it; returns true when it counts as a success.
@@ -367,6 +406,7 @@ func main() {
 	flag.StringVar(&cfg.seqPrefix, "seq-prefix", "", "prefix of each __SEQ__ value (default: from the clock)")
 	flag.StringVar(&cfg.outPath, "out", "", "write the JSON result here (default: stdout)")
 	flag.StringVar(&cfg.label, "label", "", "label copied into the result")
+	flag.BoolVar(&cfg.gzip, "gzip", false, "gzip each body after __SEQ__ is replaced (add -H 'Content-Encoding: gzip')")
 	flag.Parse()
 	if cfg.url == "" || (cfg.mode != "closed" && cfg.mode != "open") || cfg.conns < 1 || cfg.rate <= 0 {
 		flag.Usage()
@@ -381,13 +421,19 @@ func main() {
 		os.Exit(2)
 	}
 	headers := http.Header{}
+	seqHeaders := map[string]*template{}
 	for _, h := range cfg.headers {
 		name, value, found := strings.Cut(h, ":")
 		if !found {
 			fmt.Fprintln(os.Stderr, "loadgen: header without ':':", h)
 			os.Exit(2)
 		}
-		headers.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+		name, value = http.CanonicalHeaderKey(strings.TrimSpace(name)), strings.TrimSpace(value)
+		if strings.Contains(value, placeholder) {
+			seqHeaders[name] = &template{parts: bytes.Split([]byte(value), []byte(placeholder)), width: 12}
+			continue
+		}
+		headers.Add(name, value)
 	}
 	transport := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -399,10 +445,11 @@ func main() {
 		IdleConnTimeout:     90 * time.Second,
 	}
 	r := &runner{
-		cfg:     cfg,
-		client:  &http.Client{Transport: transport, Timeout: cfg.timeout},
-		tmpl:    tmpl,
-		headers: headers,
+		cfg:        cfg,
+		client:     &http.Client{Transport: transport, Timeout: cfg.timeout},
+		tmpl:       tmpl,
+		headers:    headers,
+		seqHeaders: seqHeaders,
 	}
 	r.bodySize = len(tmpl.render(nil, cfg.seqPrefix, 0))
 	started := time.Now()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import orjson
 import pytest
 from bench import bodies
@@ -49,3 +51,68 @@ def test_every_transport_carries_the_same_events_to_the_parser() -> None:
             assert all((e.origin is not None) == ce for e in envelopes), transport
             if ce:
                 assert len({e.origin.id for e in envelopes if e.origin}) == len(events)
+
+
+@pytest.mark.parametrize(
+    ("name", "transport", "keyed"),
+    [
+        ("single", "json", False),
+        ("single", "json", True),
+        ("single", "gzip", False),
+        ("single", "ce-binary", False),
+        ("batch100", "gzip", False),
+        ("batch100", "ce-structured", False),
+        ("batch100", "json", True),
+    ],
+)
+def test_generator_requests_fill_to_what_inproc_sends(
+    name: str, transport: str, keyed: bool
+) -> None:
+    """The Go generator's template, once it fills `__SEQ__` (in the body and in every header
+    value) and compresses when told, is the request `encode` makes for that number: so
+    `make bench`'s paths and `bench.inproc`'s are the same requests."""
+    made = bodies.generator_request(name, transport, keyed=keyed)
+    seq = "q00000000042"
+    body = made.body.replace(b"__SEQ__", seq.encode())
+    headers = {k: v.replace("__SEQ__", seq) for k, v in made.headers.items()}
+    filled = bodies.template(name, keyed=keyed and name != "single").replace(
+        b"__SEQ__", seq.encode()
+    )
+    expected_body, expected_pairs = bodies.encode(filled, name, transport, seq)
+    expected = {k.decode(): v.decode() for k, v in expected_pairs}
+    if keyed and name == "single":
+        expected["idempotency-key"] = f"bench-{seq}"
+    assert headers == expected
+    assert made.gzip is (transport == "gzip")
+    if made.gzip:
+        assert gzip.decompress(expected_body) == body  # the generator compresses `body`
+    else:
+        assert body == expected_body
+
+
+def test_every_generator_request_is_new_per_number() -> None:
+    """Two numbers give two different retry identities wherever the path has one (else the
+    bench would measure the duplicate answer, not the write)."""
+    for name, transport, keyed in (
+        ("single", "json", True),
+        ("single", "ce-binary", False),
+        ("batch100", "ce-structured", False),
+        ("batch100", "json", True),
+    ):
+        made = bodies.generator_request(name, transport, keyed=keyed)
+        identities = []
+        for seq in ("1", "2"):
+            raw = made.body.replace(b"__SEQ__", seq.encode())
+            named = {k: v.replace("__SEQ__", seq) for k, v in made.headers.items()}
+            envelopes = (
+                [parse_single(named, raw)]
+                if name == "single"
+                else parse_batch(named, raw, max_events=1000)
+            )
+            keys = [
+                e.payload.get("idempotency_key") or named.get("idempotency-key") or e.origin
+                for e in envelopes
+            ]
+            assert all(keys), (name, transport)
+            identities.append(keys)
+        assert not set(map(repr, identities[0])) & set(map(repr, identities[1]))

@@ -1,0 +1,88 @@
+"""The bench report's figures for the hidden-cost paths and gateway mode (issue 12)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import report
+
+
+def _point(cpu_us: float, rate: float = 100.0, kafka: float = 5.0) -> dict[str, Any]:
+    return {
+        "rate_achieved": rate,
+        "rate_offered": rate,
+        "error_total": 0,
+        "latency_ms": {"p50": 1.0, "p99": 2.0},
+        "cpu_us_per_event": {"function": cpu_us, "kafka": kafka, "redis": 1.0},
+    }
+
+
+def _rep(single: float, batch: float, authorize: float, ingest: float) -> dict[str, Any]:
+    return {
+        "single": {"closed": _point(single), "open": [_point(single, 1000.0, kafka=9.0)]},
+        "batch100": {"closed": _point(batch), "open": []},
+        "paths": {
+            "single-gzip": _point(single * 1.5),
+            "batch100-ce-structured": _point(batch * 2),
+            "gateway-authorize": _point(authorize),
+            "gateway-ingest": _point(ingest),
+        },
+    }
+
+
+def _summary(reps: list[dict[str, Any]]) -> dict[str, Any]:
+    def each(fn: Any) -> list[Any]:
+        out = []
+        for rep in reps:
+            try:
+                out.append(fn(rep))
+            except (KeyError, TypeError, ZeroDivisionError):
+                out.append(None)
+        return out
+
+    return report.summarise_paths(reps, each)
+
+
+def test_paths_are_compared_with_their_own_repetitions_plain_body() -> None:
+    s = _summary([_rep(200, 40, 80, 170), _rep(100, 20, 60, 90)])
+    assert s["paths"]["single-gzip"]["vs_plain"]["median"] == 1.5
+    assert s["paths"]["batch100-ce-structured"]["vs_plain"]["median"] == 2.0
+    assert s["paths"]["single-gzip"]["plain"] == "single"
+    assert "gateway-authorize" not in s["paths"]
+
+
+def test_gateway_pair_is_both_calls_against_inline_single() -> None:
+    s = _summary([_rep(200, 40, 80, 170), _rep(100, 20, 60, 90)])
+    # per repetition: (80 + 170) / 200 = 1.25, (60 + 90) / 100 = 1.5
+    assert s["gateway_pair_vs_inline"] == {"median": 1.375, "min": 1.25, "max": 1.5, "n": 2}
+    assert s["gateway_pair_cpu_us"]["median"] == 200.0
+    assert s["single_kafka_cpu_us_at_1000"]["median"] == 9.0
+
+
+def test_issue_targets_read_the_summary() -> None:
+    s = _summary([_rep(200, 40, 80, 170)])
+    s.update(
+        {
+            "single_cpu_us_per_event_function": {"median": 90.0},
+            "batch100_cpu_us_per_event_function": {"median": 15.0},
+            "R_http": {"median": 0.31},
+            "cores_for_5000_single_rps": {"function": None},
+        }
+    )
+    met = {row["target"]: row["met"] for row in report.targets(s)}
+    assert met["issue 12: single-event function CPU per request"] is True
+    assert met["issue 12: batch-of-100 function CPU per event"] is False
+    assert met["issue 12: R_http"] is True
+    assert met["issue 12: broker CPU per single event at 1,000 req/s"] is False  # 9 > 6
+    assert met["issue 12: gateway mode, authorize + ingest CPU / inline's"] is False  # 1.25
+
+
+def test_rows_name_each_path_and_the_gateway_sum() -> None:
+    rows = report.path_rows(_summary([_rep(200, 40, 80, 170)]))
+    names = [row[0] for row in rows]
+    assert names == [
+        "batch of 100, structured CloudEvents",
+        "single event, gzip-compressed",
+        "gateway mode: `authorize` (forward-auth's GET) + `ingest-event`",
+    ]
+    assert rows[-1][1] == "80 + 170 = 250" and rows[-1][2] == "1.25"
