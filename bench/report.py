@@ -79,18 +79,23 @@ def _get(d: dict[str, Any] | None, *path: str) -> Any:
     return d
 
 
+def each_rep(reps: list[dict[str, Any]], fn: Any) -> list[Any]:
+    """`fn(rep)` for each repetition; None where the repetition lacks what it reads."""
+    out = []
+    for rep in reps:
+        try:
+            out.append(fn(rep))
+        except (KeyError, TypeError, ZeroDivisionError):
+            out.append(None)
+    return out
+
+
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
     reps = results.get("reps", [])
     s: dict[str, Any] = {}
 
     def each(fn: Any) -> list[Any]:
-        out = []
-        for rep in reps:
-            try:
-                out.append(fn(rep))
-            except (KeyError, TypeError, ZeroDivisionError):
-                out.append(None)
-        return out
+        return each_rep(reps, fn)
 
     s["b0f_max_rps"] = agg(each(lambda r: r["b0f"]["rate_achieved"]))
     s["b0f_p99_ms"] = agg(each(lambda r: r["b0f"]["latency_ms"]["p99"]))
@@ -191,7 +196,7 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         "points_over_0.2": sum(f > 0.2 for f in foreign),
         "points": len(foreign),
     }
-    s.update(summarise_paths(reps, each))
+    s.update(summarise_paths(reps))
     s["retried_points"] = sum(
         "first_attempt" in point
         for rep in reps
@@ -221,10 +226,14 @@ def _plain_at(rep: dict[str, Any], name: str) -> dict[str, Any] | None:
     return at_rate(rep[plain]["open"], rate)
 
 
-def summarise_paths(reps: list[dict[str, Any]], each: Any) -> dict[str, Any]:
+def summarise_paths(reps: list[dict[str, Any]]) -> dict[str, Any]:
     """The hidden-cost paths and gateway mode, each against the plain body at the same offered
     rate; and the broker's CPU per single event at 1,000 req/s."""
     s: dict[str, Any] = {}
+
+    def each(fn: Any) -> list[Any]:
+        return each_rep(reps, fn)
+
     names = sorted(
         {n for rep in reps for n in rep.get("paths", {}) if not n.startswith("gateway-")}
     )

@@ -37,16 +37,7 @@ def _rep(single: float, batch: float, authorize: float, ingest: float) -> dict[s
 
 
 def _summary(reps: list[dict[str, Any]]) -> dict[str, Any]:
-    def each(fn: Any) -> list[Any]:
-        out = []
-        for rep in reps:
-            try:
-                out.append(fn(rep))
-            except (KeyError, TypeError, ZeroDivisionError):
-                out.append(None)
-        return out
-
-    return report.summarise_paths(reps, each)
+    return report.summarise_paths(reps)
 
 
 def test_paths_are_compared_with_the_plain_body_at_their_own_rate() -> None:
