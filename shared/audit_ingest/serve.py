@@ -70,10 +70,11 @@ def asgi_app(target: str, source: str | None, signature_type: str = "http") -> A
     # functions-framework ships no type hints: its factory is untyped.
     factory: Any = create_asgi_app
     framework_app = factory(target, source, signature_type)
-    function = direct_function(framework_app, target)
-    if function is None:
+    route = _catch_all(framework_app)
+    function = direct_function(route, target)
+    if route is None or function is None:
         return framework_app
-    return DirectCalls(framework_app, function)
+    return DirectCalls(framework_app, route, function)
 
 
 _CATCH_ALL = "/{path:path}"  # functions-framework's route for every path of an HTTP function
@@ -86,8 +87,8 @@ def _catch_all(framework_app: Any) -> Route | None:
     return None
 
 
-def direct_function(framework_app: Any, target: str) -> Callable[..., Any] | None:
-    """The user's coroutine function behind functions-framework's catch-all route, or None
+def direct_function(route: Route | None, target: str) -> Callable[..., Any] | None:
+    """The user's coroutine function behind functions-framework's catch-all `route`, or None
     where requests must keep going through the framework's own stack.
 
     None when functions-framework's per-request execution-id logging is on (`LOG_EXECUTION_ID`:
@@ -100,7 +101,6 @@ def direct_function(framework_app: Any, target: str) -> Callable[..., Any] | Non
     logging_on: Callable[[], bool] | None = getattr(
         functions_framework, "_enable_execution_id_logging", None
     )
-    route = _catch_all(framework_app)
     if logging_on is None or logging_on() or route is None:
         return None
     function: Callable[..., Any] = inspect.unwrap(route.endpoint)
@@ -128,14 +128,13 @@ class DirectCalls:
     holds the two paths to the same answers.
     """
 
-    def __init__(self, framework_app: Any, function: Callable[..., Any]) -> None:
+    def __init__(self, framework_app: Any, catch_all: Route, function: Callable[..., Any]) -> None:
         from functions_framework.aio import ExceptionHandlerMiddleware
 
         self.framework_app = framework_app
         self.function = function
-        catch_all = _catch_all(framework_app)
         # The methods its catch-all route takes (Starlette adds HEAD to GET).
-        self.methods = frozenset(catch_all.methods or ()) if catch_all else frozenset()
+        self.methods = frozenset(catch_all.methods or ())
         # The framework's other routes (robots.txt, favicon.ico) stay the framework's.
         self.framework_paths = frozenset(
             route.path
