@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 from devstack.ports import free_ports
 
-from audit_ingest.adapters.redis_idempotency import IdempotencyUnavailable, RedisIdempotencyStore
+from audit_ingest.adapters.redis_idempotency import (
+    MAX_KEYS_PER_CALL,
+    IdempotencyUnavailable,
+    RedisIdempotencyStore,
+)
 from audit_ingest.domain.idempotency import Claim
 
 pytestmark = pytest.mark.integration
@@ -121,6 +125,68 @@ async def test_a_batch_is_one_call_with_mixed_states(stack_env: dict[str, str]) 
         assert states[3].fingerprint == "fp1"  # the service compares it: a reused key
     finally:
         await store.close()
+
+
+async def test_a_full_call_of_every_state_and_settlement(stack_env: dict[str, str]) -> None:
+    """MAX_KEYS_PER_CALL keys in one claim call, then one settle call, each key's values at
+    its own place: a done key, a failed one (claimed again under its old id), a pending one
+    and a new one in turn, settled done / failed / held / done with an empty first value."""
+    store = CountingStore(stack_env["REDIS_URL"], timeout=2.0, pending_ttl=5.0, held_ttl=9.0)
+    tenant = str(uuid.uuid4())
+    n = MAX_KEYS_PER_CALL
+    kinds = ["done", "retry", "pending", "new"]
+    try:
+        earlier = [claim(f"k{i}", f"old{i}", fp=f"fp{i}") for i in range(n) if i % 4 != 3]
+        await store.claim(tenant, earlier)
+        await store.settle(
+            tenant,
+            [(c, f"t{c.key}") for c in earlier if kinds[int(c.key[1:]) % 4] == "done"],
+            [c for c in earlier if kinds[int(c.key[1:]) % 4] == "retry"],
+        )
+        store.calls = 0
+        states = await store.claim(
+            tenant, [claim(f"k{i}", f"new{i}", fp=f"fp{i}") for i in range(n)]
+        )
+        assert store.calls == 1
+        expected = {
+            "done": lambda i: ("done", f"old{i}", f"tk{i}"),
+            "retry": lambda i: ("claimed", f"old{i}", None),
+            "pending": lambda i: ("pending", f"old{i}", None),
+            "new": lambda i: ("claimed", f"new{i}", None),
+        }
+        assert [(s.status, s.event_id, s.received_at) for s in states] == [
+            expected[kinds[i % 4]](i) for i in range(n)
+        ]
+        assert [s.fingerprint for s in states] == [f"fp{i}" for i in range(n)]
+        # Settle the ones this call claimed: alternately done and held (empty new value).
+        mine = [
+            claim(f"k{i}", state.event_id, fp=f"fp{i}")
+            for i, state in enumerate(states)
+            if state.status == "claimed"
+        ]
+        await store.settle(tenant, [(c, "t-late") for c in mine[::2]], [], held=mine[1::2])
+        looked = [await store.lookup(tenant, c.key) for c in mine]
+        assert [(s.status, s.event_id) if s else None for s in looked] == [
+            ("done" if j % 2 == 0 else "pending", c.event_id) for j, c in enumerate(mine)
+        ]
+    finally:
+        await store.close()
+
+
+async def test_a_value_with_a_newline_refuses_the_whole_call(stack_env: dict[str, str]) -> None:
+    """Values travel '\n'-ended in one argument: one that holds a '\n' must not shift the
+    others onto the wrong keys. The script refuses the call and writes nothing."""
+    store = RedisIdempotencyStore(stack_env["REDIS_URL"], timeout=1.0)
+    reader = RedisIdempotencyStore(stack_env["REDIS_URL"], timeout=1.0)
+    tenant = str(uuid.uuid4())
+    try:
+        with pytest.raises(IdempotencyUnavailable) as raised:
+            await store.claim(tenant, [claim("a", "ea"), claim("b", "e\nb"), claim("c", "ec")])
+        assert "7 values for 3 keys" in str(raised.value.__cause__)
+        assert [await reader.lookup(tenant, k) for k in "abc"] == [None, None, None]
+    finally:
+        await store.close()
+        await reader.close()
 
 
 async def test_unreachable_redis_is_unavailable() -> None:
