@@ -480,12 +480,22 @@ class Runner:
             batch.stop()
         return out
 
-    def hidden_paths(self) -> dict[str, Any]:
-        """Each of PATHS at its PATH_RATES rate, then gateway mode's two calls."""
+    def hidden_paths(self, plain_points: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Each of PATHS at its PATH_RATES rate, then gateway mode's two calls.
+
+        `plain_points`: when given (the S stage did not run, so no plain open point is there to
+        compare with), the plain body's point at each PATH_RATES rate is measured first, with
+        the same function process, and stored there as `{scenario: {"open": [point]}}`.
+        """
         out: dict[str, Any] = {}
         for target, scenario in (("ingest_event", "single"), ("ingest_batch", "batch100")):
             function = self.start(target)
             try:
+                if plain_points is not None:
+                    rate = PATH_RATES[scenario]
+                    duration = self.open_duration(scenario, rate)
+                    point = self.load(function, scenario, "open", rate=rate, duration=duration)
+                    plain_points[scenario] = {"open": [point]}
                 for name, (plain, transport, keyed) in PATHS.items():
                     if plain != scenario:
                         continue
@@ -765,7 +775,8 @@ def main(argv: list[str] | None = None) -> int:
             if "s" in only:
                 one.update(runner.services())
             if "paths" in only:
-                one["paths"] = runner.hidden_paths()
+                # Without the S stage, the paths stage measures its own plain points.
+                one["paths"] = runner.hidden_paths(None if "s" in only else one)
             if "workers" in only and args.compare_workers:
                 one["workers_compare"] = {
                     "workers": args.compare_workers,

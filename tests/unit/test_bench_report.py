@@ -94,3 +94,17 @@ def test_rows_name_each_path_and_the_gateway_sum() -> None:
     ]
     assert rows[1][1:] == ("1,000 req/s", "300", "1.50", "12.0 / 8.0")
     assert rows[-1][2] == "80 + 170 = 250" and rows[-1][3] == "1.25"
+
+
+def test_a_paths_only_run_compares_with_the_plain_points_it_measured_itself() -> None:
+    """`bench.run --only paths`: no S stage, so the paths stage stores the plain body's point
+    at each PATH_RATES rate under `single` / `batch100` (`open` only, no closed loop). The
+    whole summary must still compute, with the ratios and n/a for what was not run."""
+    rep = _rep(200, 40, 80, 170)
+    rep["single"] = {"open": [_point(200, 1000.0, p99=8.0)]}
+    rep["batch100"] = {"open": [_point(40, 20.0)]}
+    s = report.summarise({"reps": [{"machine": {}, **rep}]})
+    assert s["paths"]["single-gzip"]["vs_plain"]["median"] == 1.5
+    assert s["paths"]["batch100-ce-structured"]["vs_plain"]["median"] == 2.0
+    assert s["gateway_pair_vs_inline"]["median"] == 1.25
+    assert s["R_http"]["median"] is None
