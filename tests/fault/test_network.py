@@ -227,8 +227,8 @@ def test_client_function_cut(network: Topology, run_fault: RunFault, rep: int) -
     valid = {m for m in one_way if not ledger.events[m].expect_reject}
     assert valid <= stored, f"{len(valid - stored)} of {len(valid)} not stored"
     # The retries of those were de-duplicated by their idempotency key.
-    copies = {m: sum(1 for r in result.records if r.marker == m) for m in valid}
-    assert all(n == 1 for n in copies.values()), {m: n for m, n in copies.items() if n != 1}
+    counts = {m: sum(1 for r in result.records if r.marker == m) for m in valid}
+    assert all(n == 1 for n in counts.values()), {m: n for m, n in counts.items() if n != 1}
     assert verdict.unresolved == 0
 
 

@@ -25,6 +25,7 @@ from tests.fault.ledger import (
 )
 from tests.fault.loadgen import KEEPALIVE_S
 from tests.fault.verifier import (
+    NEW_EVENT_ID,
     Record,
     Verdict,
     check_gate,
@@ -210,6 +211,20 @@ def test_a_retried_event_stored_under_a_new_event_id_fails_where_claims_are_kept
         check_gate(verdict, strict_duplicates=True, claims_kept=True)
     # The honest run's duplicate shares its event_id: nothing to report.
     assert verify(*honest).duplicates_new_event_id == 0
+
+
+def test_a_copy_stored_without_an_event_id_is_reported_not_a_crash(
+    honest: tuple[Ledger, list[Record]],
+) -> None:
+    # The report sorted the copies' event_ids: a None among strings raised TypeError, so the
+    # gate died on exactly the run it had to report.
+    ledger, records = honest
+    doubled = [records[0], record("c", "id-c", 1), dataclasses.replace(records[2], event_id=None)]
+    verdict = verify(ledger, doubled)
+    assert verdict.duplicates_new_event_id == 1
+    with pytest.raises(AssertionError, match="new event_id"):
+        check_gate(verdict, strict_duplicates=True, claims_kept=True)
+    assert any("'None', 'id-c'" in detail for detail in verdict.violations[NEW_EVENT_ID])
 
 
 def test_which_runs_keep_their_claims() -> None:

@@ -243,7 +243,7 @@ def verify(ledger: Ledger, records: list[Record]) -> Verdict:
                 verdict.duplicates_new_event_id += len(ids) - 1
                 verdict.violate(
                     NEW_EVENT_ID,
-                    f"{marker} x{len(stored)} event_ids={sorted(ids)} "
+                    f"{marker} x{len(stored)} event_ids={sorted(map(str, ids))} "
                     f"outcomes={[o.value for o in outcomes]}",
                 )
             # An ambiguous attempt that was followed by another attempt.
