@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from typing import Any
 
 from pythonjsonlogger.orjson import OrjsonFormatter
@@ -31,15 +32,7 @@ def configure_logging(level: str) -> None:
         return
     _configured = True
     handler = logging.StreamHandler(sys.stdout)
-    # python-json-logger's orjson backend: the same fields, about 7 µs less per access line
-    # than its stdlib-json one (one line per request, on the hot path).
-    handler.setFormatter(
-        OrjsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            timestamp=False,
-        )
-    )
+    handler.setFormatter(json_formatter())
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
@@ -50,6 +43,25 @@ def configure_logging(level: str) -> None:
     logging._srcfile = None
     logging.logThreads = False
     logging.logMultiprocessing = False
+
+
+def json_formatter() -> logging.Formatter:
+    """One JSON object per record: `time` (RFC 3339, UTC, milliseconds), `level`, `logger`,
+    `message`, then the record's extra fields."""
+    # python-json-logger's orjson backend: the same fields, about 7 µs less per access line
+    # than its stdlib-json one (one line per request, on the hot path).
+    formatter = OrjsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        timestamp=False,
+    )
+    # logging's own time, in UTC with its zone ("2024-12-05T10:00:00.250Z"): the default is
+    # local time without one ("2024-12-05 10:00:00,250"), which reads differently under each
+    # container's TZ and which log stores cannot parse without a format hint.
+    formatter.converter = time.gmtime
+    formatter.default_time_format = "%Y-%m-%dT%H:%M:%S"
+    formatter.default_msec_format = "%s.%03dZ"
+    return formatter
 
 
 def log_request(fields: dict[str, Any]) -> None:
