@@ -128,9 +128,10 @@ async def test_a_batch_is_one_call_with_mixed_states(stack_env: dict[str, str]) 
 
 
 async def test_a_full_call_of_every_state_and_settlement(stack_env: dict[str, str]) -> None:
-    """MAX_KEYS_PER_CALL keys in one claim call, then one settle call, each key's values at
-    its own place: a done key, a failed one (claimed again under its old id), a pending one
-    and a new one in turn, settled done / failed / held / done with an empty first value."""
+    """MAX_KEYS_PER_CALL keys in one claim call, each key's values in their own place: in turn
+    a key stored (done), one whose attempt failed (claimed again under its old event_id), one
+    pending, and a new one. The keys this call claimed are then settled in one call,
+    alternately done and held (held: an empty new value, which extends the pending one)."""
     store = CountingStore(stack_env["REDIS_URL"], timeout=2.0, pending_ttl=5.0, held_ttl=9.0)
     tenant = str(uuid.uuid4())
     n = MAX_KEYS_PER_CALL
@@ -164,7 +165,9 @@ async def test_a_full_call_of_every_state_and_settlement(stack_env: dict[str, st
             for i, state in enumerate(states)
             if state.status == "claimed"
         ]
+        store.calls = 0
         await store.settle(tenant, [(c, "t-late") for c in mine[::2]], [], held=mine[1::2])
+        assert store.calls == 1
         looked = [await store.lookup(tenant, c.key) for c in mine]
         assert [(s.status, s.event_id) if s else None for s in looked] == [
             ("done" if j % 2 == 0 else "pending", c.event_id) for j, c in enumerate(mine)
