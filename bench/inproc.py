@@ -13,8 +13,11 @@ the function directly, our edge, the service) with real adapters
 to our code, and `make bench` measures it with the rest.
 
 Prints process CPU per request (every thread: the librdkafka threads' share of producing is in
-it) and wall time per request. Figures move with the machine's load; compare runs made back to
-back, or count instructions instead (`valgrind --tool=callgrind` around this command).
+it) and wall time per request. Figures move with the machine's load and with the stack's state
+(a restarted devstack moved a keyed batch by 15 µs an event): compare before and after
+interleaved (before, after, before, after) on one stack, or count instructions instead
+(`valgrind --tool=callgrind` around this command). An A/B of another checkout:
+`PYTHONPATH=<tree>/shared:<tree>` in front of this command.
 """
 
 from __future__ import annotations
