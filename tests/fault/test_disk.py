@@ -64,14 +64,15 @@ def new_key(run: Run, name: str) -> KeyRef:
     return KeyRef(name, issued.secret, issued.stored.tenant_id)
 
 
-# How a full tmpfs reaches a Kafka broker, each seen on this machine:
+# How a full tmpfs can reach a Kafka broker (the first seen in brokers' logs here, the second
+# in a JVM on a full tmpfs here, the third is HotSpot's fatal-error report):
 # - a write (segment append, checkpoint): java.io.IOException "No space left on device";
 # - the first touch of a page of a memory-mapped index. Kafka sizes index files with
 #   setLength (sparse: tmpfs allocates a page when it is first touched), so the touch gets
 #   SIGBUS, which HotSpot raises as java.lang.InternalError "a fault occurred in a recent
 #   unsafe memory access operation" (measured with JDK 17 on a full 2 MB tmpfs). Rare (the
-#   index's page must run out before the segment's), it failed CI once when only the first
-#   sign counted;
+#   index's page must run out before the segment's); most likely why one CI run's broker
+#   log held no "No space left on device" while only that sign counted;
 # - SIGBUS outside such an access kills the JVM, which prints it to its console.
 FULL_DISK_SIGNS = ("No space left on device", "unsafe memory access operation", "SIGBUS")
 
@@ -262,7 +263,9 @@ def test_postgres_disk_full(disks: ClusterStack, run_fault: RunFault, rep: int) 
     check_retry_after(result)
 
 
-# Lines as brokers and the JVM wrote them on this machine (paths shortened).
+# WRITE_REFUSED as a broker wrote it here (paths shortened); INDEX_PAGE_REFUSED is Kafka's line
+# for a failed append (ReplicaManager) around the error a JVM raised here on a full tmpfs;
+# JVM_KILLED is the head of HotSpot's fatal-error report.
 WRITE_REFUSED = """\
 [2026-11-30 22:03:16,618] ERROR Error while appending records to t-1 in dir /d/node-1/data \
 (org.apache.kafka.storage.internals.log.LogDirFailureChannel)
