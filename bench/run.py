@@ -492,10 +492,7 @@ class Runner:
             function = self.start(target)
             try:
                 if plain_points is not None:
-                    rate = PATH_RATES[scenario]
-                    duration = self.open_duration(scenario, rate)
-                    point = self.load(function, scenario, "open", rate=rate, duration=duration)
-                    plain_points[scenario] = {"open": [point]}
+                    plain_points[scenario] = {"open": [self.path_point(function, scenario)]}
                 for name, (plain, transport, keyed) in PATHS.items():
                     if plain != scenario:
                         continue
@@ -571,9 +568,10 @@ class Runner:
         return out
 
     def path_point(
-        self, function: procs.FunctionProcess, plain: str, request: Request
+        self, function: procs.FunctionProcess, plain: str, request: Request | None = None
     ) -> dict[str, Any]:
-        """`request` offered open loop at `plain`'s PATH_RATES rate, as long as its open points."""
+        """`request` (default: the plain body) offered open loop at `plain`'s PATH_RATES rate,
+        as long as its open points."""
         rate = PATH_RATES[plain]
         duration = self.open_duration(plain, rate)
         return self.load(function, plain, "open", rate=rate, duration=duration, request=request)

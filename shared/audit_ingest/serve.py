@@ -71,8 +71,10 @@ def asgi_app(target: str, source: str | None, signature_type: str = "http") -> A
     factory: Any = create_asgi_app
     framework_app = factory(target, source, signature_type)
     route = _catch_all(framework_app)
+    if route is None:  # not laid out as the pinned version lays it out: its own stack serves
+        return framework_app
     function = direct_function(route, target)
-    if route is None or function is None:
+    if function is None:
         return framework_app
     return DirectCalls(framework_app, route, function)
 
@@ -87,7 +89,7 @@ def _catch_all(framework_app: Any) -> Route | None:
     return None
 
 
-def direct_function(route: Route | None, target: str) -> Callable[..., Any] | None:
+def direct_function(route: Route, target: str) -> Callable[..., Any] | None:
     """The user's coroutine function behind functions-framework's catch-all `route`, or None
     where requests must keep going through the framework's own stack.
 
@@ -101,7 +103,7 @@ def direct_function(route: Route | None, target: str) -> Callable[..., Any] | No
     logging_on: Callable[[], bool] | None = getattr(
         functions_framework, "_enable_execution_id_logging", None
     )
-    if logging_on is None or logging_on() or route is None:
+    if logging_on is None or logging_on():
         return None
     function: Callable[..., Any] = inspect.unwrap(route.endpoint)
     if inspect.iscoroutinefunction(function) and function.__name__ == target:
