@@ -75,7 +75,7 @@ test-e2e: install ## End-to-end tier: function processes over HTTP, records read
 	$(RUN) pytest tests/e2e -q
 
 .PHONY: check-deploy
-check-deploy: install ## knative/ (kustomize build, Knative's own validation) and apisix/ manifests.
+check-deploy: install ## knative/ (kustomize build, Knative's own validation), apisix/, ops/prometheus/ (promtool).
 	$(RUN) python tools/check_deploy.py
 
 .PHONY: test-deploy

@@ -10,9 +10,14 @@
 - apisix/ (when present): every YAML file parses, and every standalone `apisix.yaml` ends
   with `#END` (APISIX reads a standalone file only up to that line). The deep APISIX checks
   belong to the gateway's own tests.
+- ops/prometheus/: Prometheus's own `promtool` (pinned, from the Go module proxy) checks the
+  alerting rules (`promtool check rules`) and runs their unit tests (`promtool test rules` on
+  `alerts_test.yaml`: each alert fires, or stays silent, on the series given).
 
-Both Go tools are built once into .dev/bin, keyed by their version (kustomize) or by a hash of
-their sources and go.sum (knative-validate), so later runs only execute them.
+The Go tools are built once into .dev/bin, keyed by their version (kustomize, promtool) or by
+a hash of their sources and go.sum (knative-validate), so later runs only execute them. The
+first build of promtool takes about 4 minutes on 2 cores (its module graph is large); a
+rebuild from Go's caches, 7 s.
 """
 
 from __future__ import annotations
@@ -35,6 +40,11 @@ KUSTOMIZE_MODULE = "sigs.k8s.io/kustomize/kustomize/v5"
 # v5.8.3 needs Go 1.27; v5.8.2 is the newest that builds with the Go 1.26 toolchain here.
 KUSTOMIZE_VERSION = "v5.8.2"
 VALIDATOR_SOURCE = REPO / "tools" / "knative-validate"
+PROMTOOL_PACKAGE = "github.com/prometheus/prometheus/cmd/promtool"
+# Prometheus 3.x's Go module versions are v0.3xx.y; the newest that builds with Go 1.26 here.
+PROMTOOL_VERSION = "v0.316.0"
+RULES_FILE = "alerts.yaml"
+RULES_TESTS = "alerts_test.yaml"
 EXTERNAL_OBJECTS = "external-objects.txt"
 
 
@@ -52,23 +62,36 @@ def go_env() -> dict[str, str]:
 def _go(args: list[str], cwd: Path, env: dict[str, str]) -> None:
     go = shutil.which("go")
     if go is None:
-        raise CheckFailed("the Go toolchain (`go`) is needed to build kustomize and the validator")
+        raise CheckFailed("the Go toolchain (`go`) is needed to build the checks' tools")
     done = subprocess.run([go, *args], cwd=cwd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise CheckFailed(f"go {' '.join(args)} failed:\n{done.stderr}")
 
 
-def ensure_kustomize() -> Path:
-    """kustomize at the pinned version, built from the Go module proxy on first use."""
-    target = BIN / f"kustomize-{KUSTOMIZE_VERSION}"
+def _go_install(package: str, version: str) -> Path:
+    """`go install package@version` into .dev/bin as `<name>-<version>`, on first use."""
+    name = package.rsplit("/", 1)[-1]
+    if name.startswith("v") and name[1:].isdigit():  # a major-version suffix: .../kustomize/v5
+        name = package.rsplit("/", 2)[-2]
+    target = BIN / f"{name}-{version}"
     if target.exists():
         return target
     BIN.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=BIN) as gobin:
         env = {**go_env(), "GOBIN": gobin}
-        _go(["install", f"{KUSTOMIZE_MODULE}@{KUSTOMIZE_VERSION}"], REPO, env)
-        os.replace(Path(gobin) / "kustomize", target)  # atomic: concurrent runs are safe
+        _go(["install", f"{package}@{version}"], REPO, env)
+        os.replace(Path(gobin) / name, target)  # atomic: concurrent runs are safe
     return target
+
+
+def ensure_kustomize() -> Path:
+    """kustomize at the pinned version, built from the Go module proxy on first use."""
+    return _go_install(KUSTOMIZE_MODULE, KUSTOMIZE_VERSION)
+
+
+def ensure_promtool() -> Path:
+    """Prometheus's promtool at the pinned version, built from the Go module proxy on first use."""
+    return _go_install(PROMTOOL_PACKAGE, PROMTOOL_VERSION)
 
 
 def validator_key() -> str:
@@ -147,14 +170,37 @@ def check_apisix(root: Path) -> list[str]:
     return [f"apisix: {len(files)} YAML file(s) ok"]
 
 
+def check_prometheus(root: Path) -> list[str]:
+    """The alerting rules as Prometheus reads them, and their unit tests run by promtool."""
+    promtool = str(ensure_promtool())
+    rules, tests = root / RULES_FILE, root / RULES_TESTS
+    lines = []
+    for args, what in (
+        (["check", "rules", str(rules)], f"{rules.name}: promtool check rules: ok"),
+        (["test", "rules", str(tests)], f"{tests.name}: promtool test rules: ok"),
+    ):
+        done = subprocess.run(
+            [promtool, *args], capture_output=True, text=True, check=False, timeout=120
+        )
+        if done.returncode != 0:
+            raise CheckFailed(f"promtool {' '.join(args)}:\n{(done.stdout + done.stderr).strip()}")
+        lines.append(what)
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--knative", type=Path, default=REPO / "knative")
     parser.add_argument("--apisix", type=Path, default=REPO / "apisix")
+    parser.add_argument("--prometheus", type=Path, default=REPO / "ops" / "prometheus")
     args = parser.parse_args(argv)
     started = time.monotonic()
     failures = 0
-    checks = [("knative", check_knative, args.knative), ("apisix", check_apisix, args.apisix)]
+    checks = [
+        ("knative", check_knative, args.knative),
+        ("apisix", check_apisix, args.apisix),
+        ("prometheus", check_prometheus, args.prometheus),
+    ]
     for name, check, root in checks:
         if name == "apisix" and not root.exists():
             print("check-deploy: apisix/ not present, skipped")

@@ -1,7 +1,7 @@
 """`make check-deploy` passes on the repository's manifests and fails on broken copies of them.
 
-Each case copies knative/ and apisix/ to a temporary folder, breaks one thing, and runs the
-real check (kustomize, knative-validate) on the copy.
+Each case copies knative/, apisix/ and ops/prometheus/ to a temporary folder, breaks one thing,
+and runs the real check (kustomize, knative-validate, promtool) on the copy.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tools.check_deploy import ensure_kustomize, ensure_validator
+from tools.check_deploy import ensure_kustomize, ensure_promtool, ensure_validator
 
 from tests.stack import REPO
 
@@ -24,6 +24,7 @@ CHECK = REPO / "tools" / "check_deploy.py"
 def _tools() -> None:
     ensure_kustomize()
     ensure_validator()
+    ensure_promtool()
 
 
 def run_check(root: Path) -> subprocess.CompletedProcess[str]:
@@ -35,6 +36,8 @@ def run_check(root: Path) -> subprocess.CompletedProcess[str]:
             str(root / "knative"),
             "--apisix",
             str(root / "apisix"),
+            "--prometheus",
+            str(root / "ops" / "prometheus"),
         ],
         capture_output=True,
         text=True,
@@ -47,6 +50,7 @@ def copy(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "knative", tmp_path / "knative")
     if (REPO / "apisix").exists():
         shutil.copytree(REPO / "apisix", tmp_path / "apisix")
+    shutil.copytree(REPO / "ops" / "prometheus", tmp_path / "ops" / "prometheus")
     return tmp_path
 
 
@@ -64,6 +68,8 @@ def test_the_repository_manifests_pass() -> None:
     assert done.returncode == 0, done.stderr
     assert "dev: knative-validate: ok" in done.stdout
     assert "prod: knative-validate: ok" in done.stdout
+    assert "alerts.yaml: promtool check rules: ok" in done.stdout
+    assert "alerts_test.yaml: promtool test rules: ok" in done.stdout
 
 
 Breakage = Callable[[Path], None]
@@ -161,6 +167,23 @@ CASES: dict[str, tuple[Breakage, str]] = {
     "a Secret reference nobody creates": (
         lambda root: (root / "knative/overlays/prod/external-objects.txt").unlink(),
         "refers to Secret/audit-ingest/audit-ingest-secrets",
+    ),
+    "an alert expression Prometheus cannot parse": (
+        lambda root: edit(
+            root / "ops/prometheus/alerts.yaml",
+            'status=~"5.."}[5m]))',
+            'status=~"5.."}[5m])',
+        ),
+        "promtool check rules",
+    ),
+    "an alert that no longer fires in its unit test": (
+        # 4xx instead of 5xx: valid PromQL, but the broker outage no longer pages.
+        lambda root: edit(
+            root / "ops/prometheus/alerts.yaml",
+            'endpoint=~"single|batch",status=~"5.."',
+            'endpoint=~"single|batch",status=~"4.."',
+        ),
+        "alertname: AuditIngestHigh5xxRatio",
     ),
     "Topic without partitions": (
         lambda root: edit(
