@@ -76,9 +76,17 @@ class Settings(BaseSettings):
     # Dead letters wait for the brokers this long (0: while the process lives); nothing awaits
     # them, so an outage need not cost operators the record of a rejected event.
     kafka_dlq_delivery_timeout_ms: Annotated[int, Field(ge=0, le=86_400_000)] = 0
-    # One produce request's timeout (librdkafka `request.timeout.ms`, also the broker's wait for
-    # acks=all): longer than a failover, as Kafka's ProducerConfig advises against duplicates.
+    # The broker's wait for acks=all on one produce request (librdkafka `request.timeout.ms`,
+    # enforced by the broker only): longer than a failover, as Kafka's ProducerConfig advises.
     kafka_request_timeout_ms: Annotated[int, Field(ge=500, le=120_000)] = 30_000
+    # The producer's own wait for any answer on a connection (librdkafka `socket.timeout.ms`;
+    # a produce request's is the lesser of this and what is left of the message timeout).
+    # When it runs out, librdkafka drops the connection and resends on a new one, with the
+    # same producer id and sequence numbers, so the broker recognises a repeat (no second
+    # copy, and acks=all still holds for it). librdkafka's default, 60 s, left a connection
+    # whose packets a 30 s network partition had dropped waiting on TCP's retransmission
+    # backoff: 503s went on for ~20 s after the network healed (docs/reliability.md).
+    kafka_socket_timeout_ms: Annotated[int, Field(ge=1000, le=300_000)] = 10_000
     kafka_queue_max_messages: Annotated[int, Field(ge=1000)] = 100_000
     retry_after_seconds: Annotated[int, Field(ge=1, le=300)] = 2
     # How long the function's server keeps an idle HTTP connection (gunicorn `keepalive`, read
@@ -134,6 +142,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "KAFKA_MESSAGE_TIMEOUT_MS must be at least KAFKA_DELIVERY_TIMEOUT_MS: the "
                 "producer keeps a record at least as long as its request waits for it"
+            )
+        if self.kafka_socket_timeout_ms >= self.kafka_message_timeout_ms:
+            # A request that outlives its records times them out in flight: the idempotent
+            # producer then bumps its epoch and may store them twice (docs/reliability.md).
+            raise ValueError(
+                "KAFKA_SOCKET_TIMEOUT_MS must be less than KAFKA_MESSAGE_TIMEOUT_MS: a stalled "
+                "request is resent before its records time out"
             )
         return self
 

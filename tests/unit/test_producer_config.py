@@ -39,6 +39,26 @@ def test_a_record_outlives_its_request_and_a_failover() -> None:
     assert config["request.timeout.ms"] <= config["message.timeout.ms"]
 
 
+def test_a_stalled_connection_is_dropped_and_dialled_again_promptly() -> None:
+    """After a network partition heals, the producer must not wait on TCP's retransmission
+    backoff (a 30 s partition cost ~20 s more of 503s with librdkafka's defaults)."""
+    settings = Settings()
+    config = producer_config(settings)
+    assert config["socket.timeout.ms"] == settings.kafka_socket_timeout_ms
+    # Dropped no later than a request gives up on it (librdkafka's default is 60 s) ...
+    assert config["socket.timeout.ms"] <= settings.kafka_delivery_timeout_ms
+    # ... and resent before its records time out in flight (an epoch bump, a second copy).
+    assert config["socket.timeout.ms"] < config["message.timeout.ms"]
+    # A dial whose packets vanish gives up soon, and the next comes within a second.
+    assert config["socket.connection.setup.timeout.ms"] <= 5_000
+    assert config["reconnect.backoff.max.ms"] <= 1_000
+
+
+def test_a_socket_timeout_that_outlives_the_records_is_refused() -> None:
+    with pytest.raises(ValidationError, match="KAFKA_SOCKET_TIMEOUT_MS"):
+        Settings(kafka_socket_timeout_ms=60_000, kafka_message_timeout_ms=60_000)
+
+
 def test_a_producer_that_gives_up_before_the_request_is_refused() -> None:
     with pytest.raises(ValidationError, match="KAFKA_MESSAGE_TIMEOUT_MS"):
         Settings(kafka_delivery_timeout_ms=20_000, kafka_message_timeout_ms=10_000)
