@@ -65,12 +65,11 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "batch.size": 1_048_576,
         "message.timeout.ms": settings.kafka_message_timeout_ms,
         "request.timeout.ms": settings.kafka_request_timeout_ms,
-        # Recovering from a network partition (docs/reliability.md, "recovery after a
-        # partition"): a request unanswered for `kafka_socket_timeout_ms` drops its
-        # connection; a connection attempt whose packets vanish gives up after 5 s instead
-        # of 30, and a broker is tried again at least every second (Kafka's Java client's
-        # default; librdkafka's is 10 s), so the first attempt after the network heals
-        # succeeds within about a second or two.
+        # Recovering from a network partition (docs/reliability.md, finding 7): a request
+        # unanswered for `kafka_socket_timeout_ms` drops its connection; a connection attempt
+        # whose packets vanish gives up after 5 s instead of 30, and a broker is tried again
+        # at least every second (Kafka's Java client's default; librdkafka's is 10 s), so
+        # the first attempt after the network heals succeeds within about a second or two.
         "socket.timeout.ms": settings.kafka_socket_timeout_ms,
         "socket.connection.setup.timeout.ms": 5_000,
         "reconnect.backoff.max.ms": 1_000,
