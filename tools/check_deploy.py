@@ -68,11 +68,8 @@ def _go(args: list[str], cwd: Path, env: dict[str, str]) -> None:
         raise CheckFailed(f"go {' '.join(args)} failed:\n{done.stderr}")
 
 
-def _go_install(package: str, version: str) -> Path:
-    """`go install package@version` into .dev/bin as `<name>-<version>`, on first use."""
-    name = package.rsplit("/", 1)[-1]
-    if name.startswith("v") and name[1:].isdigit():  # a major-version suffix: .../kustomize/v5
-        name = package.rsplit("/", 2)[-2]
+def _go_install(package: str, version: str, name: str) -> Path:
+    """`go install package@version` (binary `name`) into .dev/bin as `<name>-<version>`."""
     target = BIN / f"{name}-{version}"
     if target.exists():
         return target
@@ -86,12 +83,12 @@ def _go_install(package: str, version: str) -> Path:
 
 def ensure_kustomize() -> Path:
     """kustomize at the pinned version, built from the Go module proxy on first use."""
-    return _go_install(KUSTOMIZE_MODULE, KUSTOMIZE_VERSION)
+    return _go_install(KUSTOMIZE_MODULE, KUSTOMIZE_VERSION, "kustomize")
 
 
 def ensure_promtool() -> Path:
     """Prometheus's promtool at the pinned version, built from the Go module proxy on first use."""
-    return _go_install(PROMTOOL_PACKAGE, PROMTOOL_VERSION)
+    return _go_install(PROMTOOL_PACKAGE, PROMTOOL_VERSION, "promtool")
 
 
 def validator_key() -> str:

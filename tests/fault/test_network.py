@@ -153,7 +153,7 @@ def test_function_isolated(network: Topology, run_fault: RunFault, rep: int) -> 
     # 60 s for its answer, a connection attempt 30 s, a reconnect up to 10 s) it came 10.9-25.7 s
     # after a 30 s cut (long profile, 3 runs; 23.4 s in the short one): the producer sat on
     # connections whose packets had been dropped, in TCP's retransmission backoff.
-    first = min((a.done for a in attempts if acked(a) and a.done > end), default=end)
+    first = min(a.done for a in attempts if acked(a) and a.done > end)
     result.run.notes["first_202_after_heal_s"] = round(first - end, 2)
     assert first - end <= RECOVERY_S, f"the first 202 came {first - end:.1f} s after the heal"
 
