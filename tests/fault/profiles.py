@@ -67,7 +67,7 @@ SHORT = Profile(
         "redis_down": 5.0,
         # Network faults (namespaced topology): the isolation outlasts the fencing delay
         # (broker.session.timeout.ms, 9 s), the functions' cut the delivery timeout + 1 s.
-        "leader_isolated": 14.0,
+        "leader_isolated": 18.0,  # past FENCING_S + MOVE_S (16.5 s): test_network.py
         # 30 s, as in the long profile: with librdkafka's default timeouts a 30 s cut was
         # followed by 11-26 s more of 503s (a 16 s cut, by 0.2 s), so this length is what
         # holds the producer's recovery to test_function_isolated's bound.

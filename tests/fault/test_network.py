@@ -26,7 +26,10 @@ from tests.fault.loadgen import KeyRef
 
 PROFILE = profiles.current()
 FENCING_S = 9.0  # broker.session.timeout.ms: an isolated broker is fenced after this
-MOVE_S = 5.0  # and its partitions have a new leader this much later (a new controller first)
+# ... and its partitions have a new leader at most this much later (a new controller first).
+# Measured: new leaders 9.8-14.1 s after the cut (docs/reliability.md), and one CI run's
+# majority still named the isolated leader 13.0 s after it; 5.0 had the check start at 12 s.
+MOVE_S = 7.5
 CUT_TIMEOUT = 2.0  # client timeout of one request while client and function are cut apart
 STALL_S = 0.6  # seconds a probe keeps its body half-sent across the start of the client cut
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(PROFILE.test_timeout)]
