@@ -8,8 +8,10 @@ conftest turns them into its own fixtures (`function_environment`, `temporary_lo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -103,6 +105,38 @@ def stop_function(function: FunctionProcess, timeout: float = 30) -> int:
             function.process.kill()
             function.process.wait()
     return function.process.returncode
+
+
+def kill_function(function: FunctionProcess, timeout: float = 10) -> None:
+    """SIGKILL the whole function (worker and master at once), as a crashed pod; returns once
+    every process is gone (the worker is not our child: it is polled), so nothing it held
+    (its listening socket, its connections) is open any more."""
+    master = function.process
+    pids = [*_children(master.pid), master.pid]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    master.wait(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def function_environment(stack_env: dict[str, str]) -> dict[str, str]:

@@ -107,9 +107,9 @@ def build_publisher(settings: Settings) -> Publisher:
 def build_idempotency_store(
     settings: Settings, *, timeout: float | None = None
 ) -> IdempotencyStore:
-    """The Redis idempotency store; a claim left pending by a dead process expires a little
-    after its request's longest wait, or, once its record outlived the request (held), after
-    the longest the producer keeps a record."""
+    """The Redis idempotency store; a claim left pending by a dead process is taken over (under
+    its event_id) a little after its request's longest wait, or, once its record outlived the
+    request (held), after the longest the producer keeps a record."""
     return RedisIdempotencyStore(
         settings.redis_url.get_secret_value(),
         timeout=settings.idempotency_timeout_seconds if timeout is None else timeout,

@@ -47,8 +47,9 @@ PENDING_POLL_SECONDS = 0.025
 MIN_ACK_WAIT_SECONDS = 0.5
 # A settlement the store refused (a timeout in a burst trips its breaker for a second) is tried
 # again after these pauses, in the background, while the claims are still pending: a lost
-# settlement leaves a claim to expire, and a held claim that expires lets a retry write a copy
-# under a new event_id while the first may still land (the long function-isolation runs).
+# settlement leaves a claim to pass its deadline, and a held claim past its deadline lets a retry
+# write a second copy (under the same event_id) while the first may still land (the long
+# function-isolation runs).
 SETTLE_RETRY_PAUSES = (0.3, 1.0, 2.0)
 
 SINK_UNAVAILABLE = FieldError(
@@ -174,7 +175,7 @@ class IngestService:
             self._publisher.publish_nowait(dead_letters)
         # One deadline for the whole request: waiting on other requests' claims and then on the
         # broker share it, so a request holds its own claims at most `ack_timeout` (plus the
-        # minimum wait) before it settles them, well inside their pending TTL.
+        # minimum wait) before it settles them, well inside their deadline in the store.
         deadline = (time.monotonic() if started is None else started) + self._ack_timeout
         claimed = await self._claim(leaders, principal, outcomes, deadline)
         held: frozenset[int] = frozenset()

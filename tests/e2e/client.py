@@ -20,6 +20,15 @@ def post(
     return httpx.post(url, content=content, headers=all_headers, timeout=20)
 
 
+def marked(messages: list[Any], key: bytes, marker: str) -> list[Any]:
+    """The records of `messages` with Kafka key `key` whose event's context has `marker`."""
+    return [
+        m
+        for m in messages
+        if m.key() == key and orjson.loads(m.value()).get("context", {}).get("marker") == marker
+    ]
+
+
 def find(reader: TopicReader, key: bytes, count: int) -> list[Any]:
     messages = reader.read_until(lambda seen: sum(m.key() == key for m in seen) >= count)
     return [m for m in messages if m.key() == key]

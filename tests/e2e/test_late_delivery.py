@@ -23,7 +23,7 @@ import pytest
 from devstack import LocalStack
 
 from audit_ingest.settings import Settings
-from tests.e2e.client import post
+from tests.e2e.client import marked, post
 from tests.e2e.outage import restored_broker, wait_ready
 from tests.functions import FunctionProcess, start_function, stop_function
 from tests.stack import KeyFactory, TopicReader
@@ -71,15 +71,9 @@ def test_a_record_that_outlives_its_request_lands_once_and_the_retry_gets_its_id
         topic = read_topic(settings.kafka_topic)
         key = str(tenant).encode()
 
-        def mine(seen: list) -> list:  # type: ignore[type-arg]
-            return [
-                m
-                for m in seen
-                if m.key() == key
-                and orjson.loads(m.value()).get("context", {}).get("marker") == marker
-            ]
-
-        landed = mine(topic.read_until(lambda seen: bool(mine(seen)), 60))
+        landed = marked(
+            topic.read_until(lambda seen: bool(marked(seen, key, marker)), 60), key, marker
+        )
         assert len(landed) == 1, single.output()[-3000:]
         stored_id = orjson.loads(landed[0].value())["event_id"]
         # The late report settles the claim on the function's loop, just after the record.
@@ -92,6 +86,6 @@ def test_a_record_that_outlives_its_request_lands_once_and_the_retry_gets_its_id
         assert retry.status_code == 202, retry.text
         assert retry.json()["event_id"] == stored_id
         time.sleep(2)  # anything the retry might have written would be read by now
-        assert len(mine(topic.drain())) == 1
+        assert len(marked(topic.drain(), key, marker)) == 1
     finally:
         stop_function(single)

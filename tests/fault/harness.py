@@ -10,9 +10,7 @@ ledger, the records and a JSON summary are kept under the results folder for rep
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 import socket
 import sys
 import time
@@ -37,28 +35,11 @@ from tests.fault.loadgen import KeyRef, LoadGenerator, LoadSpec, Targets, monoto
 from tests.fault.profiles import Profile
 from tests.fault.profiles import current as current_profile
 from tests.fault.verifier import Record, Verdict, read_topic, verify, wait_stable_offsets
-from tests.functions import FunctionProcess, start_function, stop_function
+from tests.functions import FunctionProcess, kill_function, start_function, stop_function
 
 STACK_VARS = ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")
 TENANTS = 8
 TOPIC_CONFIG = {"min.insync.replicas": "2", "unclean.leader.election.enable": "false"}
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
-
-
-def _alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 # Namespaces of the two functions in the stack's topology (when it has one).
@@ -128,15 +109,7 @@ class Functions:
         through the hub, so "gone" and "seen gone" can be milliseconds apart.
         """
         assert self.single is not None
-        master = self.single.process
-        pids = [*_children(master.pid), master.pid]
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        master.wait(timeout=10)
-        deadline = time.monotonic() + 10
-        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-            time.sleep(0.005)
+        kill_function(self.single)
         server = urlsplit(self.single.url)
         deadline = time.monotonic() + 2
         while _established_to(server.hostname or "", server.port or 0):

@@ -199,7 +199,7 @@ def test_a_retried_event_stored_under_a_new_event_id_fails_where_claims_are_kept
     honest: tuple[Ledger, list[Record]],
 ) -> None:
     # c was ambiguous and retried, so a second copy is explained; but the retry must reuse the
-    # first attempt's event_id unless its claim was lost (Redis down, its function killed).
+    # first attempt's event_id unless its claim was lost (Redis down or stalled).
     ledger, records = honest
     doubled = [records[0], record("c", "id-c", 1), record("c", "id-other", 2)]
     verdict = verify(ledger, doubled)
@@ -230,7 +230,10 @@ def test_a_copy_stored_without_an_event_id_is_reported_not_a_crash(
 def test_which_runs_keep_their_claims() -> None:
     assert keeps_claims("leader_kill", "")
     assert not keeps_claims("redis_down", "")
-    assert not keeps_claims("function_kill", "")
+    assert not keeps_claims("redis_pause", "")
+    # A killed function's claims pass to the retries that take them over, under their ids.
+    assert keeps_claims("function_kill", "")
+    assert keeps_claims("function_sigterm", "")
     # A store call that failed under load took a claim too.
     assert not keeps_claims("leader_kill", '{"message":"idempotency store unavailable; 3 ..."}')
 

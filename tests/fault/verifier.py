@@ -423,15 +423,17 @@ def read_topic(bootstrap: str, topic: str, ends: dict[int, int], timeout: float)
 
 
 # Faults that take claims from their owners: Redis down or stalled (the service stores without a
-# claim rather than refuse), a function killed or stopped (its claims expire while what it
-# produced may still land).
-CLAIMS_MAY_BE_LOST = frozenset({"redis_down", "redis_pause", "function_kill", "function_sigterm"})
+# claim rather than refuse). A killed function's claims are not lost: past their deadline a
+# retry takes them over under their event_id (so a copy it writes beside what the killed
+# process produced shares that id).
+CLAIMS_MAY_BE_LOST = frozenset({"redis_down", "redis_pause"})
 STORE_FAILED = "idempotency store unavailable"  # the service's log line when a call failed
 
 
 def keeps_claims(fault: str, function_output: str) -> bool:
-    """Whether every claim stayed with its owner in this run: the fault spares Redis and the
-    functions, and no call to the store failed (a loaded machine can time one out)."""
+    """Whether every claim stayed with its owner (or, its owner killed, passed to the retry
+    that took it over) in this run: the fault spares Redis, and no call to the store failed (a
+    loaded machine can time one out)."""
     return fault not in CLAIMS_MAY_BE_LOST and STORE_FAILED not in function_output
 
 
@@ -448,8 +450,9 @@ def check_gate(
     (unless allowed) every event resolved by the deadline. In strict mode, the default
     (`FAULT_STRICT_DUPLICATES=0` only reports them), duplicates without an ambiguous retry
     (I4) fail it too: one 202, one copy. So do copies under a new event_id when the run's
-    fault leaves every claim to its owner (`claims_kept`: Redis up, no function killed or
-    stopped), since a retry reuses its claim's event_id unless that claim was lost.
+    fault leaves every claim to its owner or its successor (`claims_kept`: Redis up, and no
+    call to the store failed), since a retry reuses its claim's event_id unless that claim was
+    lost.
     """
     if strict_duplicates is None:
         strict_duplicates = os.environ.get("FAULT_STRICT_DUPLICATES", "1") != "0"

@@ -14,7 +14,7 @@ from audit_ingest.adapters.redis_idempotency import (
     IdempotencyUnavailable,
     RedisIdempotencyStore,
 )
-from audit_ingest.domain.idempotency import Claim
+from audit_ingest.domain.idempotency import RETENTION_SECONDS, Claim, storage_key
 
 pytestmark = pytest.mark.integration
 
@@ -48,19 +48,71 @@ async def test_claim_done_retry_cycle(stack_env: dict[str, str]) -> None:
         await store.close()
 
 
-async def test_a_stale_settlement_does_not_overwrite_a_newer_claim(
+async def test_a_claim_past_its_deadline_is_taken_over_under_its_event_id(
     stack_env: dict[str, str],
 ) -> None:
+    """A process killed after producing leaves its claim pending. Past the claim's deadline a
+    retry of the same content takes it over under the SAME event_id (a copy it writes shares
+    the first one's id); the key itself lives on for the retention, not the pending time."""
     store = RedisIdempotencyStore(stack_env["REDIS_URL"], timeout=1.0, pending_ttl=0.2)
     tenant = str(uuid.uuid4())
     try:
         await store.claim(tenant, [claim("k", "e1")])
-        await asyncio.sleep(0.3)  # e1's owner died: its claim expired
-        (taken,) = await store.claim(tenant, [claim("k", "e2")])
+        (busy,) = await store.claim(tenant, [claim("k", "e2")])
+        assert (busy.status, busy.event_id) == ("pending", "e1")  # before the deadline
+        await asyncio.sleep(0.3)  # e1's owner died: its claim is past its deadline
+        assert await store.lookup(tenant, "k") is None  # the next attempt proceeds
+        redis = store._client()
+        ttl = await redis.ttl(storage_key(tenant, "k"))
+        assert RETENTION_SECONDS - 5 <= ttl <= RETENTION_SECONDS  # kept, not expired
+        (taken,) = await store.claim(tenant, [claim("k", "e3")])
+        assert (taken.status, taken.event_id) == ("claimed", "e1")
+        (busy,) = await store.claim(tenant, [claim("k", "e4")])
+        assert (busy.status, busy.event_id) == ("pending", "e1")  # a fresh deadline
+        # The dead owner's late report and the new owner's settle the same event: either is
+        # right, and the one that lands first stands.
+        await store.settle(tenant, [(claim("k", "e1"), "late")], [])
+        (done,) = await store.claim(tenant, [claim("k", "e5")])
+        assert (done.status, done.event_id, done.received_at) == ("done", "e1", "late")
+    finally:
+        await store.close()
+
+
+async def test_a_stale_settlement_does_not_overwrite_a_newer_claim(
+    stack_env: dict[str, str],
+) -> None:
+    """Past the deadline, the key reused for DIFFERENT content gets a new event_id (sharing
+    one would give two events one id), and the dead owner's late report leaves it alone."""
+    store = RedisIdempotencyStore(stack_env["REDIS_URL"], timeout=1.0, pending_ttl=0.2)
+    tenant = str(uuid.uuid4())
+    try:
+        await store.claim(tenant, [claim("k", "e1")])
+        await asyncio.sleep(0.3)  # e1's owner died: its claim is past its deadline
+        (taken,) = await store.claim(tenant, [claim("k", "e2", fp="fp2")])
         assert taken.status == "claimed" and taken.event_id == "e2"
         await store.settle(tenant, [(claim("k", "e1"), "late")], [])  # the dead owner's
-        (state,) = await store.claim(tenant, [claim("k", "e3")])
+        (state,) = await store.claim(tenant, [claim("k", "e3", fp="fp2")])
         assert (state.status, state.event_id) == ("pending", "e2")
+    finally:
+        await store.close()
+
+
+async def test_a_pending_value_of_the_previous_release_expires_by_its_ttl(
+    stack_env: dict[str, str],
+) -> None:
+    """During a rolling update, a claim written by the previous release (`pending|id|fp`, no
+    deadline, a key TTL) is honoured as pending until that TTL ends, then claimed afresh."""
+    store = RedisIdempotencyStore(stack_env["REDIS_URL"], timeout=1.0, pending_ttl=0.2)
+    tenant = str(uuid.uuid4())
+    try:
+        await store._client().set(storage_key(tenant, "k"), "pending|old1|fp1", px=400)
+        (busy,) = await store.claim(tenant, [claim("k", "e1")])
+        assert (busy.status, busy.event_id) == ("pending", "old1")
+        looked = await store.lookup(tenant, "k")
+        assert looked is not None and (looked.status, looked.event_id) == ("pending", "old1")
+        await asyncio.sleep(0.5)
+        (taken,) = await store.claim(tenant, [claim("k", "e2")])
+        assert (taken.status, taken.event_id) == ("claimed", "e2")
     finally:
         await store.close()
 
@@ -88,6 +140,28 @@ async def test_a_held_claim_stays_pending_past_its_ttl_then_settles(
         await store.settle(tenant, [], [], [claim("held", "e1")])
         (still,) = await store.claim(tenant, [claim("held", "e4")])
         assert (still.status, still.event_id) == ("done", "e1")
+    finally:
+        await store.close()
+
+
+async def test_a_held_claim_past_its_hold_is_taken_over_under_its_event_id(
+    stack_env: dict[str, str],
+) -> None:
+    """A hold moves the claim's deadline; a process killed while holding leaves it to pass,
+    and the retry then takes the key over under the held claim's event_id."""
+    store = RedisIdempotencyStore(
+        stack_env["REDIS_URL"], timeout=1.0, pending_ttl=0.2, held_ttl=0.8
+    )
+    tenant = str(uuid.uuid4())
+    try:
+        await store.claim(tenant, [claim("held", "e1")])
+        await store.settle(tenant, [], [], [claim("held", "e1")])
+        await asyncio.sleep(0.4)  # past the pending time, inside the hold
+        (busy,) = await store.claim(tenant, [claim("held", "e2")])
+        assert (busy.status, busy.event_id) == ("pending", "e1")
+        await asyncio.sleep(0.6)  # past the hold: its owner is taken for dead
+        (taken,) = await store.claim(tenant, [claim("held", "e3")])
+        assert (taken.status, taken.event_id) == ("claimed", "e1")
     finally:
         await store.close()
 

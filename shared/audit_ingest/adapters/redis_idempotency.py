@@ -1,13 +1,23 @@
 """Idempotency records in Redis: claim before producing, settle after the broker answers.
 
-Each key moves through `pending` (an attempt is producing; expires on its own if that process
-dies) to `done` (24 h: retries get the original event_id) or `retry` (the attempt failed: the
-next attempt is processed normally, under the same event_id). A claim whose record outlived
-its request stays `pending`, held for as long as the producer may still write the record
-(`held_ttl`), until the producer's report settles it. Claims and settlements are Lua
-scripts, atomic on the server and one round trip for a whole batch (keys of one tenant share a
-hash slot, so this works on Redis Cluster too); the claims (and the settlements) of one tenant
-made in one event-loop turn go out as one script call (`turn_batch`).
+Each key moves through `pending` (an attempt is producing) to `done` (retries get the original
+event_id) or `retry` (the attempt failed: the next attempt is processed normally, under the same
+event_id). A pending value carries its deadline (`pending|id|fp|deadline`, in the Redis
+server's milliseconds): past it, the owner is taken for dead and the next claim takes the key
+over like a `retry` one, under the same event_id when the content matches. So a process killed
+after its record was written does not lead to a second copy under a new event_id: the copy
+its client's retry writes shares the first one's id. Every key lives for the retention (24 h)
+whatever its state. A claim whose record outlived its request stays pending, its deadline moved
+to as long as the producer may still write the record (`held_ttl`), until the producer's report
+settles it. Claims and settlements are Lua scripts, atomic on the server and one round trip for
+a whole batch (keys of one tenant share a hash slot, so this works on Redis Cluster too); the
+claims (and the settlements) of one tenant made in one event-loop turn go out as one script
+call (`turn_batch`).
+
+Deadlines are read from the server's clock (`TIME`), so functions whose clocks disagree agree
+on when a claim has expired. A pending value in the earlier form, `pending|id|fp` with a key
+TTL (written by a process of the previous release during a rolling update), is left to expire
+by its TTL as before.
 """
 
 from __future__ import annotations
@@ -40,21 +50,49 @@ if #values ~= 2 * #KEYS then
 end
 """
 
-# KEYS: storage keys. ARGV[1]: pending ttl (ms); ARGV[2]: per key, event id and fingerprint.
+# The server's clock in milliseconds. Redis before 5 replicates a script by its text, and
+# refuses a write after TIME unless the script asks for its effects to be replicated instead
+# (`replicate_commands`: the default since Redis 5, and a no-op returning true since 7).
+_NOW = r"""
+redis.replicate_commands()
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+# A stored value that no longer holds its key: a failed attempt's (`retry`) or a pending one
+# past its deadline. Returns its event id and fingerprint, or nil while the value stands.
+_TAKEN_OVER = r"""
+local function taken_over(cur, now)
+  local id, fp = string.match(cur, '^retry|([^|]*)|([^|]*)$')
+  if id then return id, fp end
+  local deadline
+  id, fp, deadline = string.match(cur, '^pending|([^|]*)|([^|]*)|(%d+)$')
+  if id and tonumber(deadline) <= now then return id, fp end
+  return nil
+end
+"""
+
+# KEYS: storage keys. ARGV[1]: how long a claim stays pending (ms); ARGV[2]: per key, event id
+# and fingerprint; ARGV[3]: retention (s).
 _CLAIM = (
     _VALUES
+    + _NOW
+    + _TAKEN_OVER
     + r"""
 local out = {}
+local deadline = string.format('%d', now + tonumber(ARGV[1]))
 for i, key in ipairs(KEYS) do
   local id, fp = values[2 * i - 1], values[2 * i]
   local cur = redis.call('GET', key)
-  if cur and string.sub(cur, 1, 6) == 'retry|' then
-    local old_id, old_fp = string.match(cur, '^retry|([^|]*)|([^|]*)$')
-    if old_fp == fp then id = old_id end
-    cur = nil
+  if cur then
+    local old_id, old_fp = taken_over(cur, now)
+    if old_id then
+      if old_fp == fp then id = old_id end
+      cur = nil
+    end
   end
   if not cur then
-    redis.call('SET', key, 'pending|' .. id .. '|' .. fp, 'PX', ARGV[1])
+    redis.call('SET', key, 'pending|' .. id .. '|' .. fp .. '|' .. deadline, 'EX', ARGV[3])
     out[i] = 'claimed|' .. id .. '|' .. fp
   else
     out[i] = cur
@@ -65,21 +103,36 @@ return out
 )
 
 # KEYS: storage keys. ARGV[1]: retention (s); ARGV[2]: per key, the new value ('' to keep the
-# pending value and extend it by the hold) and the expected pending value; ARGV[3]: hold (ms).
+# claim pending and move its deadline to the hold) and the pending value it must still hold,
+# without its deadline; ARGV[3]: hold (ms).
 _SETTLE = (
     _VALUES
+    + _NOW
     + r"""
+local held = string.format('%d', now + tonumber(ARGV[3]))
 for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == values[2 * i] then
+  local expected = values[2 * i] .. '|'
+  local cur = redis.call('GET', key)
+  if cur and string.sub(cur, 1, #expected) == expected then
     local value = values[2 * i - 1]
-    if value == '' then
-      redis.call('PEXPIRE', key, ARGV[3])
-    else
-      redis.call('SET', key, value, 'EX', ARGV[1])
-    end
+    if value == '' then value = expected .. held end
+    redis.call('SET', key, value, 'EX', ARGV[1])
   end
 end
 return #KEYS
+"""
+)
+
+# KEYS[1]: a storage key. The stored value, or false when the next claim would take it over.
+_LOOKUP = (
+    _TAKEN_OVER
+    + r"""
+local cur = redis.call('GET', KEYS[1])
+if not cur then return false end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+if taken_over(cur, now) then return false end
+return cur
 """
 )
 
@@ -138,18 +191,16 @@ class RedisIdempotencyStore:
 
     async def _send_claims(self, _tenant: str, items: list[tuple[str, str, str]]) -> list[str]:
         values = "".join([f"{event_id}\n{fingerprint}\n" for _, event_id, fingerprint in items])
-        answers = await self._eval(
-            _CLAIM, [key for key, _, _ in items], [self._pending_ttl_ms, values]
-        )
+        argv = [self._pending_ttl_ms, values, str(RETENTION_SECONDS)]
+        answers = await self._eval(_CLAIM, [key for key, _, _ in items], argv)
         return [str(answer) for answer in answers]
 
     async def lookup(self, tenant_id: str, key: str) -> ClaimState | None:
         """What the store holds for `key` now (read only); None when nothing is settled or
-        pending (no record, or a failed attempt's: the next attempt is processed normally)."""
-        stored = await self._call(lambda: self._client().get(storage_key(tenant_id, key)))
-        if stored is None or str(stored).startswith("retry|"):
-            return None
-        return _state(str(stored))
+        pending (no record, a failed attempt's, or a pending one past its deadline: the next
+        attempt is processed normally)."""
+        stored = await self._eval(_LOOKUP, [storage_key(tenant_id, key)], [])
+        return None if stored is None else _state(str(stored))
 
     async def settle(
         self,
@@ -158,8 +209,8 @@ class RedisIdempotencyStore:
         failed: Sequence[Claim],
         held: Sequence[Claim] = (),
     ) -> None:
-        """Record `done` (claim, received_at) and `failed` claims, and extend `held` ones (still
-        pending) to `held_ttl`; best effort."""
+        """Record `done` (claim, received_at) and `failed` claims, and move the deadline of
+        `held` ones (still pending) to `held_ttl` from now; best effort."""
         items: list[tuple[str, str, str]] = []
         for claim, received_at in done:
             value = f"done|{claim.event_id}|{claim.fingerprint}|{received_at}"
@@ -170,7 +221,7 @@ class RedisIdempotencyStore:
             )
         for claim in held:
             items.append(_settlement(tenant_id, claim, ""))
-        # On failure the claims expire on their own; a retry inside their TTL waits for that.
+        # On failure the claims pass their deadlines on their own; a retry before that waits.
         await self._settlements.submit(tenant_id, items)
 
     async def _send_settlements(
@@ -200,7 +251,7 @@ class RedisIdempotencyStore:
 
 
 def _settlement(tenant_id: str, claim: Claim, value: str) -> tuple[str, str, str]:
-    """Set `value` (or extend, when '') if the key still holds this claim's pending value."""
+    """Set `value` (or hold, when '') if the key still holds this claim's pending value."""
     expected = f"pending|{claim.event_id}|{claim.fingerprint}"
     return storage_key(tenant_id, claim.key), value, expected
 

@@ -191,7 +191,8 @@ class _StrictIdempotency:
         except Unavailable as exc:
             raise ReplayAborted(
                 "a record was replayed but the idempotency store (Redis) did not record it: "
-                "replaying it again within the pending TTL is refused, later it would duplicate"
+                "replaying it again is refused until its claim's deadline, later it is written "
+                "again under the same event_id"
             ) from exc
 
     async def lookup(self, tenant_id: str, key: str) -> ClaimState | None:
