@@ -44,7 +44,8 @@ RATE_LIMIT_FAIL_OPEN = Counter(
 IDEMPOTENCY = Counter(
     "audit_ingest_idempotency_total",
     "Idempotency outcomes other than a first attempt: duplicate (answered from the record), "
-    "conflict (key reused for another event), in_progress, unavailable (store down).",
+    "conflict (key reused for another event), in_progress, resumed (written again under the "
+    "event_id of an attempt that failed or whose function died), unavailable (store down).",
     ["result"],
 )
 LATE_DELIVERIES = Counter(

@@ -234,6 +234,10 @@ class IngestService:
             still: list[_Valid] = []
             for item, state in zip(waiting, states, strict=True):
                 if state.status == "claimed":
+                    if item.claim is not None and state.event_id != item.claim.event_id:
+                        # An earlier attempt failed or its function died: written again under
+                        # its event_id (a copy, should that attempt have landed, shares it).
+                        IDEMPOTENCY.labels("resumed").inc()
                     ready.append((item, state.event_id))
                 elif state.status == "done":
                     outcomes[item.index] = _stored_outcome(item, state)

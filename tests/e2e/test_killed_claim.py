@@ -22,6 +22,7 @@ import orjson
 import pytest
 import redis
 from devstack import LocalStack
+from prometheus_client.parser import text_string_to_metric_families
 
 from audit_ingest.domain.idempotency import storage_key
 from audit_ingest.settings import Settings
@@ -80,6 +81,7 @@ def test_a_killed_functions_claim_passes_to_the_retry_under_its_event_id(
         # The client retries through the surviving function until it is answered 202: 503
         # (in progress) while the dead owner's claim is inside its deadline, then a takeover.
         url = f"{functions['single'].url}/v1/events"
+        resumed = _resumed(functions["single"].url)
         deadline = time.monotonic() + 40
         while True:
             retry = post(url, event, issued.secret, **headers)
@@ -89,6 +91,7 @@ def test_a_killed_functions_claim_passes_to_the_retry_under_its_event_id(
             time.sleep(0.5)
         assert retry.status_code == 202, retry.text
         assert retry.json()["event_id"] == claimed_id
+        assert _resumed(functions["single"].url) == resumed + 1  # and operators can see it
 
         topic = read_topic(settings.kafka_topic)
         key = str(tenant).encode()
@@ -105,3 +108,15 @@ def test_a_killed_functions_claim_passes_to_the_retry_under_its_event_id(
         store.close()
         if doomed.process.poll() is None:
             stop_function(doomed)
+
+
+def _resumed(url: str) -> float:
+    """The function's count of retries written under an earlier attempt's event_id."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "audit_ingest_idempotency_total" and sample.labels == {
+                "result": "resumed"
+            }:
+                return sample.value
+    return 0.0

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from audit_ingest import service as service_module
 from audit_ingest.domain.enrichment import RequestContext
@@ -295,7 +296,13 @@ async def test_a_record_that_outlives_its_request_keeps_its_claim_until_it_lands
     assert publisher.published == []
 
 
+def _resumed() -> float:
+    labels = {"result": "resumed"}
+    return REGISTRY.get_sample_value("audit_ingest_idempotency_total", labels) or 0.0
+
+
 async def test_a_record_that_fails_after_its_request_releases_its_claim() -> None:
+    before = _resumed()
     publisher, store = FakePublisher([PENDING]), FakeIdempotencyStore()
     ingest = service(publisher, store)
     with pytest.raises(SinkUnavailable):
@@ -306,11 +313,15 @@ async def test_a_record_that_fails_after_its_request_releases_its_claim() -> Non
     publisher.on_late({0: Delivery(False, "Local: Message timed out")})
     assert (await settled(store, ("tenant-a", "key:k")))[:2] == ("retry", "id-1")
     publisher.deliveries = None
+    resumed = _resumed()
+    assert resumed == before  # a first attempt is not a resumption
     (retry,) = await ingest.ingest(
         [Envelope(seed_event())], TENANT, request(2), request_idempotency_key="k"
     )
     assert retry == Accepted(0, "id-1")  # written now, under the first attempt's event_id
     assert len(publisher.published) == 1
+    # Counted for operators: such a retry may write a second record under that id.
+    assert _resumed() == resumed + 1
 
 
 async def test_in_a_batch_only_the_pending_records_stay_claimed() -> None:
