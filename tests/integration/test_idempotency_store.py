@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from typing import Any
 
@@ -164,6 +165,90 @@ async def test_a_held_claim_past_its_hold_is_taken_over_under_its_event_id(
         assert (taken.status, taken.event_id) == ("claimed", "e1")
     finally:
         await store.close()
+
+
+async def test_owners_of_a_key_come_one_at_a_time_and_share_one_event_id(
+    stack_env: dict[str, str],
+) -> None:
+    """A property at load: 40 workers claim 300 keys of one content for 3 s, and each owner
+    then settles done, fails, holds, or dies (settles nothing). Whatever the interleaving:
+
+    - every owner of a key writes under the key's first event_id (a dead owner's successor
+      too), and a stored key answers that id;
+    - a key has one live owner at a time: it is claimed again only after its owner failed,
+      or after the owner's deadline (pending time, or the hold) has passed;
+    - nothing is claimed once it is stored.
+    """
+    pending_s, held_s, slack_s = 0.15, 0.3, 0.02  # slack: the client's clock against Redis's
+    store = RedisIdempotencyStore(
+        stack_env["REDIS_URL"], timeout=2.0, pending_ttl=pending_s, held_ttl=held_s
+    )
+    tenant = str(uuid.uuid4())
+    keys = [f"k{i}" for i in range(300)]
+    rng = random.Random(20261201)
+    first_id: dict[str, str] = {}
+    # key -> (claimed at, frees at: None while it may still settle, or when its deadline ends)
+    owner: dict[str, tuple[float, float | None]] = {}
+    stored: set[str] = set()
+    dead: set[str] = set()  # keys whose last owner died
+    violations: list[str] = []
+    claims = takeovers = 0
+
+    async def worker() -> None:
+        nonlocal claims, takeovers
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 3.0
+        while loop.time() < end:
+            key = rng.choice(keys)
+            sent = loop.time()
+            (state,) = await store.claim(tenant, [claim(key, str(uuid.uuid4()))])
+            answered = loop.time()
+            if state.status == "done":
+                if state.event_id != first_id.get(key):
+                    violations.append(f"{key}: stored as {state.event_id}")
+                continue
+            if state.status == "pending":
+                continue
+            claims += 1
+            expected = first_id.setdefault(key, state.event_id)
+            if state.event_id != expected:
+                violations.append(f"{key}: claimed as {state.event_id}, first {expected}")
+            if key in stored:
+                violations.append(f"{key}: claimed after it was stored")
+            previous = owner.get(key)
+            takeovers += key in dead
+            dead.discard(key)
+            if previous is not None:
+                frees = previous[1] if previous[1] is not None else previous[0] + pending_s
+                if answered < frees - slack_s:
+                    violations.append(f"{key}: claimed {frees - answered:.3f} s early")
+            owner[key] = (sent, None)
+            fate = rng.random()
+            if fate < 0.3:
+                await store.settle(tenant, [(claim(key, state.event_id), "t")], [])
+                stored.add(key)
+            elif fate < 0.6:
+                owner[key] = (sent, 0.0)  # failed: free at once
+                await store.settle(tenant, [], [claim(key, state.event_id)])
+            elif fate < 0.7:
+                holding = loop.time()  # the hold's deadline is set after this
+                await store.settle(tenant, [], [], [claim(key, state.event_id)])
+                owner[key] = (sent, holding + held_s)
+            else:
+                owner[key] = (sent, sent + pending_s)  # died: its deadline frees the key
+                dead.add(key)
+            await asyncio.sleep(0)
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(40)))
+    finally:
+        await store.close()
+    assert violations == []
+    # Enough of each to mean something: three runs here made 944-1,091 claims, 258-331 of them
+    # takeovers from a dead owner, and stored all 300 keys. The run is bounded in time, so
+    # these are floors well below that.
+    counts = (claims, takeovers, len(stored))
+    assert counts[0] >= 300 and counts[1] >= 60 and counts[2] >= 50, counts
 
 
 async def test_concurrent_claims_have_one_winner(stack_env: dict[str, str]) -> None:
