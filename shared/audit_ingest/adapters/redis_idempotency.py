@@ -50,13 +50,15 @@ if #values ~= 2 * #KEYS then
 end
 """
 
-# The server's clock in milliseconds. Redis before 5 replicates a script by its text, and
-# refuses a write after TIME unless the script asks for its effects to be replicated instead
-# (`replicate_commands`: the default since Redis 5, and a no-op returning true since 7).
+# `now_ms()`: the server's clock in milliseconds. Redis before 5 replicates a script by its
+# text, and refuses a write after TIME unless the script asks for its effects to be replicated
+# instead (`replicate_commands`: the default since Redis 5, and a no-op returning true since 7).
 _NOW = r"""
 redis.replicate_commands()
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local function now_ms()
+  local clock = redis.call('TIME')
+  return tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+end
 """
 
 # A stored value that no longer holds its key: a failed attempt's (`retry`) or a pending one
@@ -80,6 +82,7 @@ _CLAIM = (
     + _TAKEN_OVER
     + r"""
 local out = {}
+local now = now_ms()
 local deadline = string.format('%d', now + tonumber(ARGV[1]))
 for i, key in ipairs(KEYS) do
   local id, fp = values[2 * i - 1], values[2 * i]
@@ -109,13 +112,16 @@ _SETTLE = (
     _VALUES
     + _NOW
     + r"""
-local held = string.format('%d', now + tonumber(ARGV[3]))
+local held = nil  -- read the clock only when a claim is held: most settlements set a value
 for i, key in ipairs(KEYS) do
   local expected = values[2 * i] .. '|'
   local cur = redis.call('GET', key)
   if cur and string.sub(cur, 1, #expected) == expected then
     local value = values[2 * i - 1]
-    if value == '' then value = expected .. held end
+    if value == '' then
+      held = held or string.format('%d', now_ms() + tonumber(ARGV[3]))
+      value = expected .. held
+    end
     redis.call('SET', key, value, 'EX', ARGV[1])
   end
 end
@@ -125,13 +131,12 @@ return #KEYS
 
 # KEYS[1]: a storage key. The stored value, or false when the next claim would take it over.
 _LOOKUP = (
-    _TAKEN_OVER
+    _NOW
+    + _TAKEN_OVER
     + r"""
 local cur = redis.call('GET', KEYS[1])
 if not cur then return false end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-if taken_over(cur, now) then return false end
+if taken_over(cur, now_ms()) then return false end
 return cur
 """
 )
