@@ -25,7 +25,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -42,6 +41,7 @@ from devstack.provision import provision, stack_settings
 from audit_ingest.adapters.key_admin import IssuedKey, create_key
 from audit_ingest.domain.gateway_token import PRINCIPAL_HEADER, sign_principal
 from audit_ingest.domain.principal import Principal
+from bench import interpreter
 
 REPO = Path(__file__).resolve().parent.parent
 ENV_FILE = REPO / ".dev" / "stack.env"
@@ -110,7 +110,7 @@ def one_run(function: str, env: dict[str, str], auth: dict[str, str]) -> tuple[f
     url = f"http://127.0.0.1:{port}/v1/events"
     body = orjson.dumps(EVENT)
     headers = {"content-type": "application/json", **auth}
-    executable = Path(sys.executable).parent / "audit-ingest-serve"
+    executable = interpreter.service_bin() / "audit-ingest-serve"
     argv = [str(executable), "--target", function, "--source", f"functions/{function}/main.py"]
     argv += ["--asgi", "--host", "127.0.0.1", "--port", str(port)]
     started = time.perf_counter()

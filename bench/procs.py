@@ -1,10 +1,10 @@
 """Function processes for the bench, started as production starts them, and their CPU time.
 
 A function runs as the image runs it, under `audit-ingest-serve` (functions-framework's ASGI
-server: gunicorn arbiter + uvicorn worker(s)),
-pinned with `taskset` to the service core. CPU time is read from /proc/<pid>/stat (utime +
-stime of every thread) for the arbiter and each worker, so CPU per event can be computed from
-the deltas around a run.
+server: gunicorn arbiter + uvicorn worker(s)), on an interpreter built as the image's is
+(`bench.interpreter`), pinned with `taskset` to the service core. CPU time is read from
+/proc/<pid>/stat (utime + stime of every thread) for the arbiter and each worker, so CPU per
+event can be computed from the deltas around a run.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench import interpreter
 
 REPO = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -102,7 +103,7 @@ def launch(
     launcher = "audit-ingest-serve"
     if not (code_root / "shared" / "audit_ingest" / "serve.py").exists():
         launcher = "functions-framework"
-    executable = shutil.which(launcher, path=str(Path(sys.executable).parent))
+    executable = shutil.which(launcher, path=str(interpreter.service_bin()))
     if executable is None:
         raise SystemExit(f"{launcher} is not installed (run `make install`)")
     argv = [

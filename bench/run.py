@@ -40,7 +40,7 @@ from typing import Any
 
 from audit_ingest.domain.gateway_token import PRINCIPAL_HEADER, sign_principal
 from audit_ingest.domain.principal import Principal
-from bench import bodies, generator, procs, report
+from bench import bodies, generator, interpreter, procs, report
 from bench.stack import BENCH_TENANT, REPO, BenchStack, acquire, pin
 
 log = logging.getLogger("bench")
@@ -154,6 +154,7 @@ def _read(argv: list[str]) -> str:
 
 
 def machine_info() -> dict[str, Any]:
+    service_python = interpreter.describe(interpreter.service_python())
     cpu_model = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -166,7 +167,9 @@ def machine_info() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "memory_gib": round(mem_kb / 1024 / 1024, 1),
         "kernel": platform.release(),
-        "python": platform.python_version(),
+        # The services' interpreter (bench.interpreter), not the harness's: the one measured.
+        "python": service_python["python"],
+        "service_python": service_python,
     }
 
 
@@ -370,7 +373,7 @@ class Runner:
                 "taskset",
                 "-c",
                 SERVICE_CPU,
-                sys.executable,
+                str(interpreter.service_python()),
                 "-m",
                 "bench.kafka_floor",
                 "--body",
