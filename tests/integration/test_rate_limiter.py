@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from devstack.ports import free_ports
@@ -89,6 +90,56 @@ async def test_hits_of_one_turn_share_a_round_trip_and_stay_exact(
         assert sum(d.allowed for d in mine) == 10, key
         assert sorted(d.remaining for d in mine) == [0, 0, 0, *range(1, 10)]
     assert not later.allowed and not later.degraded
+
+
+class CountingLimiter(RedisRateLimiter):
+    """The real limiter, its round trips counted (how many, how many at once)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls = 0
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def _increment_by(self, increments: list[tuple[str, int]]) -> list[int]:
+        self.calls += 1
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return await super()._increment_by(increments)
+        finally:
+            self.in_flight -= 1
+
+
+async def _staggered_hits(limiter: RedisRateLimiter, keys: list[str], limit: int) -> list[Any]:
+    """One hit per loop turn on each key in turn, for as many turns as there are keys."""
+
+    async def hit_after(turns: int, key: str) -> Any:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        return await limiter.hit(key, limit)
+
+    return await asyncio.gather(*(hit_after(turn, key) for turn, key in enumerate(keys)))
+
+
+async def test_one_round_trip_at_a_time_and_the_hits_meanwhile_share_the_next(
+    stack_env: dict[str, str],
+) -> None:
+    # 300 hits, one per loop turn, on 3 keys: a round trip takes many turns, so the hits of
+    # those turns go together in the next one, and only one is ever out.
+    limiter = CountingLimiter(redis_url(stack_env), timeout=1.0)
+    keys = [str(uuid.uuid4()) for _ in range(3)]
+    try:
+        decisions = await _staggered_hits(limiter, keys * 100, 40)
+    finally:
+        await limiter.close()
+    assert limiter.most_in_flight == 1
+    assert limiter.calls < 100, limiter.calls  # one per turn would be 300
+    for index, key in enumerate(keys):
+        mine = decisions[index :: len(keys)]
+        assert not any(d.degraded for d in mine)
+        assert sum(d.allowed for d in mine) == 40, key  # still exact
+        assert sorted(d.remaining for d in mine)[-40:] == sorted(range(40)), key
 
 
 HIT_SCRIPT = """
@@ -187,6 +238,53 @@ async def test_a_stalled_redis_costs_at_most_the_timeout(private_redis: RedisSer
     assert first.degraded and first.allowed
     assert first_cost < 0.5
     assert rest_cost < 0.1  # no timeout paid again within the retry interval
+
+
+async def test_the_limiter_holds_at_most_two_connections(private_redis: RedisService) -> None:
+    # One round trip at a time needs one connection (redis-py takes a pipeline's, for several
+    # keys, from its pool: a second one); a pool per call opened one per overlapping round
+    # trip (the previous limiter: 21 in this test).
+    from redis.asyncio import Redis
+
+    limiter = RedisRateLimiter(private_redis.url, timeout=1.0)
+    observer = Redis.from_url(private_redis.url)
+    try:
+        await _staggered_hits(limiter, [str(uuid.uuid4()) for _ in range(3)] * 50, 100)
+        clients = await observer.client_list()
+    finally:
+        await limiter.close()
+        await observer.aclose()
+    assert len(clients) <= 3, clients  # the limiter's two and the observer's
+
+
+async def test_hits_queued_behind_a_stalled_round_trip_cost_one_timeout(
+    private_redis: RedisService,
+) -> None:
+    # Redis stops answering while hits keep arriving (one every 2 ms for 0.3 s): those that
+    # wait behind the round trip in flight count locally once it times out, without a round
+    # trip (and a timeout) of their own; the later ones count locally from the start.
+    limiter = CountingLimiter(private_redis.url, timeout=0.1, retry_interval=5.0)
+    key = str(uuid.uuid4())
+    assert not (await limiter.hit(key, 1000)).degraded
+    limiter.calls = 0
+    assert private_redis.process is not None
+    os.kill(private_redis.process.pid, signal.SIGSTOP)
+
+    async def timed_hit(delay: float) -> tuple[Any, float]:
+        await asyncio.sleep(delay)
+        started = time.monotonic()
+        decision = await limiter.hit(key, 1000)
+        return decision, time.monotonic() - started
+
+    try:
+        results = await asyncio.gather(*(timed_hit(i * 0.002) for i in range(150)))
+    finally:
+        os.kill(private_redis.process.pid, signal.SIGCONT)
+        await limiter.close()
+    assert all(decision.degraded and decision.allowed for decision, _ in results)
+    assert limiter.calls == 1  # the stalled one; those behind it did not try again
+    slowest = max(waited for _, waited in results)
+    assert slowest < 0.19, slowest  # one 0.1 s timeout (and a loop turn), not two
 
 
 def test_settings_default_timeout_is_short() -> None:

@@ -5,12 +5,18 @@ call (INCRBY + EXPIRE, atomic on the server), so every replica shares one exact 
 `limits` library offers the same fixed window, but reads the window's state in a second round
 trip; this script returns the count it just made.
 
-Requests that reach the limiter in the same turn of the event loop share one round trip: the
-turn's first hit yields once (no timer: nothing waits) while the others join it, each key is
-incremented once by the number of its hits, and the hits get the consecutive counts that
-increment produced, so counts stay exact. Several keys go out as one pipeline of single-key
-scripts (each script touches one key: fine on Redis Cluster). Under load this divides
-redis-py's cost per request (about 40 µs of CPU a call) by the number of requests per turn.
+Hits share round trips, one in flight at a time: the hits that arrive while a round trip is
+out (and those of the same loop turn) form the next batch, which goes out as one call when
+that round trip is answered. Each key is incremented once by the number of its hits, and the
+hits get the consecutive counts that increment produced, so counts stay exact. Several keys
+go out as one pipeline of single-key scripts (each script touches one key: fine on Redis
+Cluster). A hit waits at most one round trip more than it would alone. As one round trip is
+out at a time, the client holds one connection (`single_connection_client`; redis-py gives a
+pipeline, for several keys, one more from its pool): a pooled client checks out, probes and
+returns a connection per command, 14 of the 55 µs of CPU a call costs here
+(docs/benchmarks.md, round nine). A round trip that fails or times out fails the batch
+waiting behind it too, without a round trip of its own: one timeout per failure, not one per
+batch.
 
 When Redis fails or is slow (`timeout`), the limiter fails open, as audit events must not be
 dropped for want of a counter: it counts in a bounded in-process window instead (so one
@@ -64,9 +70,10 @@ class RedisRateLimiter:
         self._down_until = 0.0
         self._last_log = 0.0
         self._local: LRUCache[str, tuple[int, int]] = LRUCache(maxsize=local_keys)
-        # The hits of this loop turn, gathered by the turn's first one: key -> one future each.
-        self._gathering: dict[str, list[asyncio.Future[int]]] | None = None
-        self._gathering_loop: asyncio.AbstractEventLoop | None = None
+        # The batch open to new hits (key -> one future per hit), and the round trip in flight.
+        self._open: dict[str, list[asyncio.Future[int]]] | None = None
+        self._open_loop: asyncio.AbstractEventLoop | None = None
+        self._turn = asyncio.Lock()
 
     def _client(self) -> Redis:
         if self._redis is None:
@@ -76,6 +83,7 @@ class RedisRateLimiter:
                 socket_connect_timeout=self._timeout,
                 retry_on_timeout=False,
                 health_check_interval=0,
+                single_connection_client=True,
             )
         return self._redis
 
@@ -88,6 +96,8 @@ class RedisRateLimiter:
             try:
                 count = await self._increment(f"{_KEY_PREFIX}{key_id}:{window}")
                 decision = decide(count, limit, reset)
+            except _StillDown:
+                pass  # the round trip before this one failed, and set the interval
             except (RedisError, OSError) as exc:
                 self._down_until = now + self._retry_interval
                 self._log_failure(now, exc)
@@ -98,34 +108,39 @@ class RedisRateLimiter:
         return decision
 
     async def _increment(self, key: str) -> int:
-        """This hit's count in the window `key`, from a round trip shared with this loop turn.
+        """This hit's count in the window `key`, from a round trip shared with other hits.
 
-        The first hit of a turn leads: it yields once, so the hits of the other requests
-        already scheduled in this turn join it, then makes the one round trip for all of them.
+        One round trip is in flight at a time. The hits that arrive meanwhile (and those of
+        the same loop turn) wait together in the open batch; its first hit leads it: once
+        the round trip before it is answered, it closes the batch and makes the one round
+        trip for all of them. Under load the calls per second are bounded by the round trip
+        time, not by the request rate.
         """
         loop = asyncio.get_running_loop()
-        gathering = self._gathering
-        if gathering is not None and self._gathering_loop is loop:
+        batch = self._open
+        if batch is not None and self._open_loop is loop:
             joined: asyncio.Future[int] = loop.create_future()
-            gathering.setdefault(key, []).append(joined)
+            batch.setdefault(key, []).append(joined)
             return await joined
         own: asyncio.Future[int] = loop.create_future()
-        gathered = {key: [own]}
-        self._gathering, self._gathering_loop = gathered, loop
+        batch = {key: [own]}
+        self._open, self._open_loop = batch, loop
         try:
-            await asyncio.sleep(0)
-        except BaseException:
-            _fail(gathered, RedisError("rate-limit round trip abandoned"), own)
-            raise
-        finally:
-            self._gathering = None
-        try:
-            totals = await self._increment_by([(k, len(hits)) for k, hits in gathered.items()])
+            if not self._turn.locked():
+                await asyncio.sleep(0)  # nothing in flight: gather this loop turn's hits
+            async with self._turn:
+                if self._open is batch:
+                    self._open = None  # later hits open the next batch
+                if self._clock() < self._down_until:  # the round trip before failed
+                    raise _StillDown("an earlier round trip failed")
+                totals = await self._increment_by([(k, len(hits)) for k, hits in batch.items()])
         except BaseException as exc:
+            if self._open is batch:
+                self._open = None
             # Those who joined fail open too (a cancelled leader leaves them a RedisError).
-            _fail(gathered, exc if isinstance(exc, Exception) else RedisError(repr(exc)), own)
+            _fail(batch, exc if isinstance(exc, Exception) else RedisError(repr(exc)), own)
             raise
-        for hits, total in zip(gathered.values(), totals, strict=True):
+        for hits, total in zip(batch.values(), totals, strict=True):
             first = total - len(hits) + 1
             for offset, future in enumerate(hits):
                 if not future.done():  # a request may be gone (its client disconnected)
@@ -178,6 +193,10 @@ class RedisRateLimiter:
     async def close(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()
+
+
+class _StillDown(RedisError):
+    """A batch waited on a round trip that failed: it counts locally, as the failure set."""
 
 
 def _fail(
