@@ -548,7 +548,8 @@ def markdown(results: dict[str, Any], results_file: Path) -> str:
         "warm-up (longer at low rates, for at least ~300 requests).",
         "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
-        f"Linux {machine['kernel']}, Python {machine['python']}. Functions and B1 pinned to "
+        f"Linux {machine['kernel']}, Python {machine['python']}{_interpreter(machine)}. "
+        "Functions and B1 pinned to "
         f"{settings['pinning']['functions_and_b1']}, the generator to "
         f"{settings['pinning']['generator']}; Kafka, Redis and PostgreSQL: "
         f"{settings['pinning']['kafka_redis_postgres']}. WORKERS={settings['workers']}.",
@@ -631,6 +632,15 @@ def foreign_text(s: dict[str, Any]) -> str:
         f"{s.get('retried_points', 0)} open-loop point(s) failed the knee rule once and were "
         "measured again (both attempts are in the results file)."
     )
+
+
+def _interpreter(machine: dict[str, Any]) -> str:
+    """How the services' interpreter was chosen (bench/interpreter.py); runs before round nine
+    recorded none: they ran on the project's own."""
+    service = machine.get("service_python")
+    if not service:
+        return " (the project's interpreter)"
+    return f" ({service['choice']})"
 
 
 def write_docs(results: dict[str, Any], results_file: Path) -> None:
