@@ -142,6 +142,27 @@ async def test_one_round_trip_at_a_time_and_the_hits_meanwhile_share_the_next(
         assert sorted(d.remaining for d in mine)[-40:] == sorted(range(40)), key
 
 
+async def test_a_cancelled_leader_leaves_its_batch_local_without_tripping_the_breaker(
+    stack_env: dict[str, str],
+) -> None:
+    # The first hit of a turn leads its batch; cancelled while it gathers, its joiners count
+    # locally, and Redis, which never failed, is asked again by the next hit.
+    limiter = RedisRateLimiter(redis_url(stack_env), timeout=1.0, retry_interval=30.0)
+    key = str(uuid.uuid4())
+    try:
+        leader = asyncio.create_task(limiter.hit(key, 100))
+        joiners = [asyncio.create_task(limiter.hit(key, 100)) for _ in range(5)]
+        await asyncio.sleep(0)  # the leader waits for its turn's hits; the joiners joined
+        leader.cancel()
+        decisions = await asyncio.gather(*joiners)
+        later = await limiter.hit(key, 100)
+    finally:
+        await limiter.close()
+    assert leader.cancelled()
+    assert all(d.degraded and d.allowed for d in decisions)
+    assert not later.degraded
+
+
 HIT_SCRIPT = """
 import asyncio, sys
 from audit_ingest.adapters.redis_limiter import RedisRateLimiter

@@ -16,7 +16,8 @@ pipeline, for several keys, one more from its pool): a pooled client checks out,
 returns a connection per command, 14 of the 55 µs of CPU a call costs here
 (docs/benchmarks.md, round nine). A round trip that fails or times out fails the batch
 waiting behind it too, without a round trip of its own: one timeout per failure, not one per
-batch.
+batch, and one trip of the breaker below (a batch whose leader was cancelled counts locally
+without tripping it: nothing failed).
 
 When Redis fails or is slow (`timeout`), the limiter fails open, as audit events must not be
 dropped for want of a counter: it counts in a bounded in-process window instead (so one
@@ -96,8 +97,8 @@ class RedisRateLimiter:
             try:
                 count = await self._increment(f"{_KEY_PREFIX}{key_id}:{window}")
                 decision = decide(count, limit, reset)
-            except _StillDown:
-                pass  # the round trip before this one failed, and set the interval
+            except _Unanswered:
+                pass  # counted locally; a failure behind it tripped the breaker once, already
             except (RedisError, OSError) as exc:
                 self._down_until = now + self._retry_interval
                 self._log_failure(now, exc)
@@ -132,13 +133,13 @@ class RedisRateLimiter:
                 if self._open is batch:
                     self._open = None  # later hits open the next batch
                 if self._clock() < self._down_until:  # the round trip before failed
-                    raise _StillDown("an earlier round trip failed")
+                    raise _Unanswered("an earlier round trip failed")
                 totals = await self._increment_by([(k, len(hits)) for k, hits in batch.items()])
-        except BaseException as exc:
+        except BaseException:
             if self._open is batch:
                 self._open = None
-            # Those who joined fail open too (a cancelled leader leaves them a RedisError).
-            _fail(batch, exc if isinstance(exc, Exception) else RedisError(repr(exc)), own)
+            # Those who joined count locally; only the leader's own error trips the breaker.
+            _fail(batch, own)
             raise
         for hits, total in zip(batch.values(), totals, strict=True):
             first = total - len(hits) + 1
@@ -195,15 +196,16 @@ class RedisRateLimiter:
             await self._redis.aclose()
 
 
-class _StillDown(RedisError):
-    """A batch waited on a round trip that failed: it counts locally, as the failure set."""
+class _Unanswered(RedisError):
+    """A hit's batch got no count from Redis: its round trip failed (its leader trips the
+    breaker, once for the batch), the round trip before it had failed, or its leader was
+    cancelled. The hit counts locally."""
 
 
-def _fail(
-    gathered: dict[str, list[asyncio.Future[int]]], error: Exception, own: asyncio.Future[int]
-) -> None:
-    """Fail every joined hit (the leader raises its own error itself)."""
-    for hits in gathered.values():
+def _fail(batch: dict[str, list[asyncio.Future[int]]], own: asyncio.Future[int]) -> None:
+    """Leave every joined hit of `batch` unanswered (the leader raises its own error)."""
+    unanswered = _Unanswered("the batch's round trip gave no count")
+    for hits in batch.values():
         for future in hits:
             if future is not own and not future.done():
-                future.set_exception(error)
+                future.set_exception(unanswered)
