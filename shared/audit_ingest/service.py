@@ -92,7 +92,9 @@ class Rejected:
 Outcome = Accepted | Rejected
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never mutated: made for every event (twice when it holds a claim), and a
+# frozen dataclass's `__init__` costs four times a plain one's; it never leaves this module.
+@dataclass(slots=True)
 class _Valid:
     index: int
     checked: CheckedEvent
@@ -160,7 +162,7 @@ class IngestService:
         # A repeat of an earlier event of this request (same retry key) follows that event.
         firsts = first_uses([item.checked.retry_key for item in valid])
         leaders = [
-            _Valid(item.index, item.checked, self._claim_of(item.checked))
+            self._with_claim(item)
             for item, first in zip(valid, firsts, strict=True)
             if first is None
         ]
@@ -196,11 +198,14 @@ class IngestService:
         return results
 
     # -- steps -----------------------------------------------------------------------------
-    def _claim_of(self, checked: CheckedEvent) -> Claim | None:
+    def _with_claim(self, item: _Valid) -> _Valid:
+        """`item` with the claim its retry key makes (itself when it has none to make)."""
+        checked = item.checked
         if checked.retry_key is None or self._idempotency is None:
-            return None
+            return item
         assert checked.fingerprint is not None  # set whenever there is a key
-        return Claim(checked.retry_key, self._new_event_id(), checked.fingerprint)
+        claim = Claim(checked.retry_key, self._new_event_id(), checked.fingerprint)
+        return _Valid(item.index, checked, claim)
 
     async def _claim(
         self,
@@ -213,6 +218,8 @@ class IngestService:
         ready: list[tuple[_Valid, str]] = []
         waiting = [item for item in valid if item.claim is not None]
         ready += [(item, self._new_event_id()) for item in valid if item.claim is None]
+        # Without claims, `ready` is `valid` in order already (no sort: a call per event).
+        reorder = bool(waiting)
         while waiting:
             assert self._idempotency is not None
             try:
@@ -251,7 +258,8 @@ class IngestService:
                 break
             if waiting:
                 await asyncio.sleep(PENDING_POLL_SECONDS)
-        ready.sort(key=lambda pair: pair[0].index)
+        if reorder:  # claimed events came after the unclaimed ones, and over several rounds
+            ready.sort(key=lambda pair: pair[0].index)
         return ready
 
     async def _publish(

@@ -89,7 +89,7 @@ def enrich(
     """
     fields = valid.fields
     occurred_at = valid.occurred_at
-    timestamp = (
+    timestamp = valid.occurred_text or (
         request.received_text
         if occurred_at is request.received_at
         else format_rfc3339_ms(occurred_at)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,12 +26,16 @@ class CloudEventOrigin:
         return present
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(NamedTuple):
     """One audit event as parsed, plus where it came from.
 
     `payload` is the parsed JSON value (not yet validated); `raw` is the event's original bytes
     when the transport gave them separately (single events), kept for the dead-letter topic.
+
+    A NamedTuple, as are the pipeline's other per-event values (`ValidEvent`, `CheckedEvent`,
+    `KafkaRecord`): as immutable as a frozen dataclass, made in a third of its time (a frozen
+    dataclass sets each field through `object.__setattr__`: 0.37-0.48 µs against 0.15 on the
+    bench's interpreter, several per event).
     """
 
     payload: object

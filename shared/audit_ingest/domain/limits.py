@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,3 +16,8 @@ class Limits:
     max_depth: int = 16
     max_string_length: int = 8192
     max_future_skew_seconds: int = 300
+    # `max_future_skew_seconds` as a timedelta, made once (every event's timestamp is held to it).
+    future_skew: timedelta = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "future_skew", timedelta(seconds=self.max_future_skew_seconds))

@@ -32,6 +32,15 @@ def parse_rfc3339(text: str) -> datetime:
         raise ValueError("date-time out of range") from None
 
 
+def is_written_as_formatted(text: str) -> bool:
+    """True when `text`, an RFC 3339 date-time `parse_rfc3339` accepted, is exactly what
+    `format_rfc3339_ms` writes for it: UTC `Z`, a `T`, three fraction digits (JavaScript's
+    `toISOString()`). The service then stores the text itself instead of writing it anew.
+    """
+    # The pattern fixes every other digit's place, so these four places decide.
+    return len(text) == 24 and text[10] == "T" and text[19] == "." and text[23] == "Z"
+
+
 def format_rfc3339_ms(moment: datetime) -> str:
     """Format as UTC with millisecond precision and a `Z`, e.g. ``2024-12-05T10:00:00.123Z``."""
     # Twice per event on the hot path: %-formatting of the fields is ~4x faster than strftime

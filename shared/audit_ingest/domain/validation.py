@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import ValidationError
@@ -13,7 +12,7 @@ from pydantic_core import ErrorDetails
 from audit_ingest.domain.event_fields import EVENT_FIELDS
 from audit_ingest.domain.limits import Limits
 from audit_ingest.domain.model import AuditEventIn
-from audit_ingest.domain.timestamps import parse_rfc3339
+from audit_ingest.domain.timestamps import is_written_as_formatted, parse_rfc3339
 from audit_ingest.errors import FieldError, InvalidEvent
 
 _FREE_FORM_FIELDS = ("context", "metadata")
@@ -22,16 +21,19 @@ _validate_fields = EVENT_FIELDS.validator.validate_python
 _CONTAINERS = (dict, list)
 
 
-@dataclass(frozen=True, slots=True)
-class ValidEvent:
+class ValidEvent(NamedTuple):
     """An event that passed every check, with its normalised occurrence time (UTC).
 
     `fields` is the event as validated (`event_fields`): the models' fields in their order,
     a `null` the client sent present as None. Never mutated: records share its values.
+    A NamedTuple for its cost (see `Envelope`).
     """
 
     fields: dict[str, Any]
     occurred_at: datetime
+    # `occurred_at` as the service writes it (`format_rfc3339_ms`), when the event's own
+    # `timestamp` was written so (the usual `toISOString()` text): no need to write it again.
+    occurred_text: str | None = None
 
     @property
     def event(self) -> AuditEventIn:
@@ -79,15 +81,18 @@ def validate_event(
     if isinstance(sent_tenant, str) and sent_tenant != tenant_id:
         errors.append(_TENANT_MISMATCH)
     occurred_at = default_time or received_at
+    occurred_text = None
     timestamp = raw.get("timestamp")
     if isinstance(timestamp, str):  # any other type is the schema's `type` error
         parsed = _timestamp(timestamp, received_at, limits, errors)
-        occurred_at = parsed or occurred_at
+        if parsed is not None:
+            occurred_at = parsed
+            occurred_text = timestamp if is_written_as_formatted(timestamp) else None
     if text is not None and len(text) > limits.max_event_bytes:
         errors.append(_too_large(len(text), limits))
     if errors or fields is None:
         raise InvalidEvent(errors)
-    return ValidEvent(fields=fields, occurred_at=occurred_at)
+    return ValidEvent(fields, occurred_at, occurred_text)
 
 
 def event_size(raw: dict[str, Any]) -> int | None:
@@ -137,7 +142,7 @@ def _timestamp(
             )
         )
         return None
-    latest = received_at + timedelta(seconds=limits.max_future_skew_seconds)
+    latest = received_at + limits.future_skew
     if occurred_at > latest:
         errors.append(
             FieldError(
@@ -226,7 +231,12 @@ def _text_within_limits(text: bytes, limits: Limits) -> bool:
     """
     if len(text) > limits.max_string_length:
         return False
-    return 2 + text.count(b"{") + text.count(b"[") <= limits.max_depth
+    # The text's `{` and `[`, in one pass that copies only them (two `count`s read it twice:
+    # 0.9 µs against 0.55 for a 380-byte event).
+    return 2 + len(text.translate(None, _ALL_BUT_BRACKETS)) <= limits.max_depth
+
+
+_ALL_BUT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"{[")
 
 
 def _render(parts: tuple[str | int, ...]) -> str:
