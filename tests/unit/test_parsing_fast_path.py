@@ -69,12 +69,28 @@ def test_fast_path_never_accepts_what_the_full_check_refuses(
         b'{"a":1,"a":2,"x":"\\u003a"}',  # an escaped colon: left to the full check
         b'{"context": {"n": 18446744073709551616}}',
         b'{"context": {"n": -9223372036854775809}}',
+        # Compact, as orjson writes: what it dropped or rounded reads differently.
+        b'{"a":1,"a":2}',
+        b'{"a":2,"a":2}',
+        b'{"n":18446744073709551616}',
+        b'{"n":-9223372036854775809}',
+        b'{"n":123456789012345678901234567890}',
     ],
 )
 def test_ambiguous_bodies_take_the_full_check(body: bytes) -> None:
     assert not plainly_unambiguous(body, orjson.loads(body))
     with pytest.raises(MalformedBody):
         refuse_ambiguous_json(body)
+
+
+def test_a_body_written_as_orjson_writes_it_needs_one_comparison() -> None:
+    # 19-digit integers within 64 bits and a `\u` escape would each send a spaced body to the
+    # full check; written as orjson writes them, the text itself shows nothing was lost.
+    body = b'{"n":18446744073709551615,"m":-9223372036854775808,"c":"\\u001f","s":"a:b"}'
+    document = orjson.loads(body)
+    assert orjson.dumps(document) == body
+    assert plainly_unambiguous(body, document)
+    refuse_ambiguous_json(body)  # the full check agrees
 
 
 def test_a_plain_event_needs_one_parse() -> None:

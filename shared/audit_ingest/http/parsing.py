@@ -117,6 +117,10 @@ def plainly_unambiguous(body: bytes, document: Any) -> bool:
     The usual body needs no second, validating parse (`refuse_ambiguous_json`, about 3.5x
     orjson's time: 9% of a batch's CPU). Cheap, exact tests over bytes:
 
+    - a body that is exactly orjson's writing of what it parsed (compact JSON, as our SDK,
+      `JSON.stringify` and Go write it) lost nothing: the same text holds the same keys, and
+      an integer orjson had rounded to a float, or could not write back (past 64 bits), would
+      read differently. One comparison instead of the scans below (1.1 µs an event of a batch);
     - integers: an integer of at most 18 digits is within 64 bits; a run of 19 digits anywhere
       (even inside a string) sends the body to the full check;
     - duplicate keys: outside strings every `:` separates a key from its value, and inside them
@@ -125,13 +129,15 @@ def plainly_unambiguous(body: bytes, document: Any) -> bool:
       what it parsed (keys, then strings verbatim) has the same count exactly when no key was
       dropped, since a duplicate key loses itself and the value it carried.
     """
-    if body.find(b"\\") >= 0 and b"\\u" in body:
-        return False
-    if _NINETEEN_DIGITS in body.translate(_DIGIT_RUNS):
-        return False
     try:
         parsed = orjson.dumps(document)
     except orjson.JSONEncodeError:  # deeper than orjson writes: the full check decides
+        return False
+    if parsed == body:
+        return True
+    if body.find(b"\\") >= 0 and b"\\u" in body:
+        return False
+    if _NINETEEN_DIGITS in body.translate(_DIGIT_RUNS):
         return False
     return body.count(b":") == parsed.count(b":")
 
