@@ -106,9 +106,10 @@ async def _ingest(exchange: Exchange, endpoint: Endpoint, app: IngestApp) -> Res
         _refusal_label(outcome) for outcome in outcomes if isinstance(outcome, Rejected)
     )
     accepted = len(outcomes) - refused.total()
-    for kind, count in (("accepted", accepted), *refused.items()):
-        if count:
-            metrics.events_series(label, kind).inc(count)
+    if accepted:
+        metrics.events_series(label, "accepted").inc(accepted)
+    for kind, count in refused.items():
+        metrics.events_series(label, kind).inc(count)
     fields["accepted"] = accepted
     fields["rejected"] = len(outcomes) - accepted
     stamp = context.received_text
