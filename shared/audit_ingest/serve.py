@@ -10,6 +10,9 @@ not replay (APISIX routes here have `retries: 0`). The rule for pooled connectio
 server side idles longer than the client side, so the server is never the one to close:
 `HTTP_KEEPALIVE_SECONDS` (Settings, default 620 s, above the longest common pool).
 
+The worker is uvicorn's, with one change to its HTTP protocol: a response's head and body
+go out in one socket write, not two (`http.one_write`).
+
 Everything else is functions-framework's: the same options and environment variables as its
 CLI (`--target`/FUNCTION_TARGET, `--source`/FUNCTION_SOURCE, `--host`/HOST, `--port`/PORT,
 WORKERS, ...), the same app factory (`create_asgi_app`) and the same server class, given one
@@ -57,8 +60,20 @@ def main(
     keepalive = get_settings().http_keepalive_seconds
     # functions-framework ships no type hints: its server class is untyped.
     server: Any = gunicorn.UvicornApplication
-    # The options functions-framework's CLI gives (debug off), plus gunicorn's `keepalive`.
-    server(asgi_app(target, source, signature_type), host, port, False, keepalive=keepalive).run()
+    # The options functions-framework's CLI gives (debug off), plus gunicorn's `keepalive` and
+    # a worker whose responses go out in one write (`http.one_write`).
+    server(
+        asgi_app(target, source, signature_type),
+        host,
+        port,
+        False,
+        keepalive=keepalive,
+        worker_class=WORKER_CLASS,
+    ).run()
+
+
+# uvicorn's gunicorn worker, with the HTTP protocol that writes each response at once.
+WORKER_CLASS = "audit_ingest.http.one_write.Worker"
 
 
 def asgi_app(target: str, source: str | None, signature_type: str = "http") -> Any:
