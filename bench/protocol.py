@@ -21,12 +21,12 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from bench import generator, interpreter
+from bench.procs import cpu_times
 from bench.run import WORK
-from bench.stack import REPO
+from bench.stack import REPO, _answers
 
 PROTOCOLS = {
     "uvicorn": "httptools",
@@ -55,26 +55,14 @@ def serve(port: int, http: str) -> None:
     )  # fmt: skip
 
 
-def cpu_times(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / ticks, int(fields[12]) / ticks
-
-
 def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    import socket
-
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    while not _answers(f"http://127.0.0.1:{port}"):
         if process.poll() is not None:
             raise SystemExit(f"the server exited: {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("the server did not listen within 30 s")
+        if time.monotonic() > deadline:
+            raise SystemExit("the server did not listen within 30 s")
+        time.sleep(0.05)
 
 
 def main() -> None:

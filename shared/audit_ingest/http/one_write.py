@@ -24,32 +24,26 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from uvicorn_worker import UvicornWorker
 
 
-class _HeldHead:
-    """Stands in for the transport while uvicorn writes a response's head: keeps it."""
+class _HeadHeld:
+    """A cycle's transport from its response's head on: the head's write is kept, and goes out
+    with the body's first write (or before a close, or alone by `flush` when the response
+    completes with no body write).
 
-    __slots__ = ("head",)
-
-    def __init__(self) -> None:
-        self.head = b""
-
-    def write(self, data: bytes) -> None:
-        self.head += data
-
-
-class _HeadFirst:
-    """The cycle's transport once its head is held: the head goes out with the next write.
-
-    Only what `RequestResponseCycle` calls on its transport after the head (`write`, `close`,
-    `is_closing`) is here; a close writes a held head first.
+    Only what `RequestResponseCycle` calls on its transport is here (`write`, `close`,
+    `is_closing`).
     """
 
-    __slots__ = ("head", "transport")
+    __slots__ = ("head", "holding", "transport")
 
-    def __init__(self, transport: Any, head: bytes) -> None:
+    def __init__(self, transport: Any) -> None:
         self.transport = transport
-        self.head = head
+        self.head = b""
+        self.holding = True  # while uvicorn writes the head
 
     def write(self, data: bytes) -> None:
+        if self.holding:
+            self.head += data
+            return
         if self.head:
             data = self.head + data
             self.head = b""
@@ -74,19 +68,16 @@ class OneWriteCycle(RequestResponseCycle):
 
     async def send(self, message: Any) -> None:
         if message["type"] == "http.response.start" and not self.response_started:
-            transport = self.transport
-            held = _HeldHead()
-            # Duck-typed: the cycle calls only `write` while it sends the head.
+            held = _HeadHeld(self.transport)
+            # Duck-typed: the three methods the cycle calls on its transport.
             self.transport = cast(asyncio.Transport, held)
             try:
                 await super().send(message)
             finally:
-                self.transport = transport
-            if held.head:
-                self.transport = cast(asyncio.Transport, _HeadFirst(transport, held.head))
+                held.holding = False
             return
         await super().send(message)
-        if self.response_complete and isinstance(self.transport, _HeadFirst):
+        if self.response_complete and isinstance(self.transport, _HeadHeld):
             self.transport.flush()  # no body was written (HEAD): the head alone
 
 
