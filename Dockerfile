@@ -8,11 +8,24 @@
 # The builder installs only the locked runtime dependencies (`uv sync --frozen --no-dev`) and
 # the library itself (not editable) into /app/.venv; the runtime stage copies that venv and the
 # one function's main.py, and runs as an unprivileged user on PORT 8080.
+#
+# native/ (the pipeline's compiled accept path) is built from source by the last `uv sync`,
+# through maturin, with the Rust toolchain taken from the official rust image (Debian's own
+# cargo is too old to read Cargo.lock) and the C linker from Debian. Only the built module
+# reaches the runtime stage, inside the venv.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG RUST_IMAGE=rust:1.91-slim-bookworm
+
+FROM ${RUST_IMAGE} AS rust
 
 FROM ${PYTHON_IMAGE} AS builder
 ARG UV_VERSION=0.9.5
 RUN pip install --no-cache-dir "uv==${UV_VERSION}"
+COPY --from=rust /usr/local/rustup/toolchains /opt/rust
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/* \
+ && ln -s /opt/rust/*/bin/cargo /opt/rust/*/bin/rustc /usr/local/bin/
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
@@ -21,7 +34,11 @@ WORKDIR /src
 # Dependencies first: this layer is rebuilt only when the lock file changes.
 COPY pyproject.toml uv.lock README.md ./
 COPY sdk/python/pyproject.toml sdk/python/pyproject.toml
+COPY native/pyproject.toml native/pyproject.toml
 RUN uv sync --frozen --no-dev --no-install-project --no-install-workspace --package audit-ingest
+COPY native/Cargo.toml native/Cargo.lock native/
+COPY native/src/ native/src/
+COPY native/python/ native/python/
 COPY shared/ shared/
 RUN uv sync --frozen --no-dev --no-editable --package audit-ingest
 

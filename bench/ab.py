@@ -1,7 +1,10 @@
 """A/B of CPU per request: the same closed-loop load on two copies of the code, alternated.
 
     uv run python -m bench.ab --a /tmp/before --b . [--scenario single] [--rounds 3]
-        [--rate 1000]
+        [--rate 1000] [--env NAME=VALUE ...] [--a-env NAME=VALUE ...]
+
+`--env` sets a setting for both sides, `--a-env` for A only: `--a . --a-env
+COMPILED_PIPELINE=false` compares this checkout's Python pipeline with its compiled path.
 
 For a noisy machine: CPU microseconds per event of the function process (from /proc) move far
 less with other load than throughput does. Needs a running bench stack (`--stack`, as bench.run).
@@ -33,6 +36,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, help="open loop at this many requests a second")
     parser.add_argument("--stack", default="auto")
     parser.add_argument("--env", action="append", default=[])
+    parser.add_argument("--a-env", action="append", default=[])
     args = parser.parse_args()
     build = generator.ensure_built()
     paths = bodies.write(WORK / "bodies")
@@ -40,12 +44,13 @@ def main() -> None:
     spec = SCENARIOS[args.scenario]
     env = {**stack.env, "K_SERVICE": "bench", "K_REVISION": "bench", "PATH": "/usr/bin:/bin"}
     env.update(dict(kv.split("=", 1) for kv in args.env))
+    envs = {"a": {**env, **dict(kv.split("=", 1) for kv in args.a_env)}, "b": env}
     seen: dict[str, list[tuple[float, float]]] = {"a": [], "b": []}
     try:
         for _ in range(args.rounds):
             for name, root in (("a", args.a.resolve()), ("b", args.b.resolve())):
                 function = procs.start(
-                    spec["target"], PORTS[spec["target"]], env, WORK / "logs", code_root=root
+                    spec["target"], PORTS[spec["target"]], envs[name], WORK / "logs", code_root=root
                 )
                 try:
                     cpu0 = function.cpu()

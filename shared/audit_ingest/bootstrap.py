@@ -130,6 +130,7 @@ def build_rules(settings: Settings, *, function: str | None = None) -> Rules:
             version=package_version(),
         ),
         topic=settings.kafka_topic,
+        compiled=settings.compiled_pipeline,
     )
 
 

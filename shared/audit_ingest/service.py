@@ -150,6 +150,7 @@ class IngestService:
                     request=request,
                     limits=self._rules.limits,
                     request_key=request_idempotency_key,
+                    compiled=self._rules.compiled,
                 )
             except InvalidEvent as exc:
                 errors = tuple(exc.errors[:MAX_ERRORS_PER_EVENT])

@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     max_depth: Annotated[int, Field(ge=2, le=64)] = 16
     max_string_length: Annotated[int, Field(ge=16, le=65_536)] = 8192
     max_future_skew_seconds: Annotated[int, Field(ge=0, le=86_400)] = 300
+    # The per-event pipeline's compiled accept path (native/); false: Python only, the same
+    # decisions and bytes, slower (for comparisons, and a way out should it ever misbehave).
+    compiled_pipeline: bool = True
     # The header a trusted proxy sets to the client's address (APISIX: X-Audit-Client-Ip);
     # unset: the socket's peer. X-Forwarded-For is not used: every hop appends to it (Knative's
     # activator and queue-proxy too), so no fixed position in it names the client.

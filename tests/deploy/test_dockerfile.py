@@ -103,9 +103,14 @@ def test_build_context_is_an_allow_list_of_what_the_builder_copies() -> None:
         assert any(path.startswith(a) or a.startswith(path + "/") for a in allowed), source
 
 
+def context_copies(builder: list[dict[str, str]]) -> list[str]:
+    """The builder's COPY lines from the build context (not `--from` another image)."""
+    return [copy for copy in values(builder, "COPY") if not copy.startswith("--from=")]
+
+
 def builder_sources() -> list[str]:
     sources: list[str] = []
-    for copy in values(stages(parse("ingest_event"))["builder"], "COPY"):
+    for copy in context_copies(stages(parse("ingest_event"))["builder"]):
         *src, _dest = copy.split()
         sources.extend(src)
     return sources
@@ -121,7 +126,7 @@ def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src, app = root / "src", root / "app"
     parser = parse("ingest_event")
     builder = stages(parser)["builder"]
-    for copy in values(builder, "COPY"):
+    for copy in context_copies(builder):
         *sources, dest = copy.split()
         into_dir = dest.endswith("/") or len(sources) > 1
         for source in sources:
@@ -130,7 +135,8 @@ def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 shutil.copytree(
                     origin,
                     src / dest,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                    # .dockerignore's exclusions (a local build's module among them).
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"),
                     dirs_exist_ok=True,
                 )
             else:
@@ -170,6 +176,15 @@ def test_the_runtime_venv_has_no_dev_packages(image_root: Path) -> None:
         cwd=image_root,
     ).stdout.strip()
     assert "/site-packages/audit_ingest/" in location
+    # ...and so is the compiled accept path, built from native/ by the builder's uv sync.
+    native = subprocess.run(
+        [str(python), "-c", "import audit_ingest_native._native as n; print(n.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=image_root,
+    ).stdout.strip()
+    assert "/site-packages/audit_ingest_native/_native." in native
 
 
 @pytest.fixture

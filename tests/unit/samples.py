@@ -55,13 +55,17 @@ def make_service(
     ack_timeout: float = 3.0,
     topic: str = "audit.events.v1",
     dlq_topic: str = "audit.events.dlq.v1",
+    compiled: bool = True,
 ) -> IngestService:
     """The real service over the given ports, with ids `id-1`, `id-2`, ... in call order."""
     counter = itertools.count(1)
     return IngestService(
         publisher,
         rules=Rules(
-            limits=limits or Limits(), processing=Processing("n", "f", "r", "v"), topic=topic
+            limits=limits or Limits(),
+            processing=Processing("n", "f", "r", "v"),
+            topic=topic,
+            compiled=compiled,
         ),
         dlq_topic=dlq_topic,
         ack_timeout=ack_timeout,

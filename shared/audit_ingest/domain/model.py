@@ -28,7 +28,7 @@ MAX_EMAIL_LENGTH = 320
 
 
 @lru_cache(maxsize=4096)
-def _checked_email(value: str) -> str:
+def checked_email(value: str) -> str:
     """A syntactically valid address (email-validator), stored exactly as sent.
 
     Deliverability is not checked, quoted local parts and address literals (`a@[10.0.0.1]`)
@@ -59,7 +59,7 @@ def _checked_email(value: str) -> str:
 Email = Annotated[
     str,
     Field(max_length=MAX_EMAIL_LENGTH),
-    AfterValidator(_checked_email),
+    AfterValidator(checked_email),
     WithJsonSchema({"type": "string", "format": "email", "maxLength": MAX_EMAIL_LENGTH}),
 ]
 

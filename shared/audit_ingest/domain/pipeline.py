@@ -11,6 +11,10 @@ id it was stored under, which only the idempotency store knows):
    an event that passed step 1.
 
 `prepare_event` runs both, for callers that already have the id.
+
+Each step runs compiled (`compiled`, native/) for the events that path accepts, and in Python
+for every other: a refusal, and its every-field error list, always comes from Python. Both give
+the same record bytes (tests/unit/test_compiled.py); `Rules.compiled=False` runs Python only.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from audit_ingest.domain.compiled import CompiledEvent, check_compiled, compiled_value
 from audit_ingest.domain.enrichment import Processing, RequestContext, enrich
 from audit_ingest.domain.envelope import Envelope
 from audit_ingest.domain.idempotency import fingerprint, idempotency_key
 from audit_ingest.domain.limits import Limits
 from audit_ingest.domain.principal import Principal
-from audit_ingest.domain.records import KafkaRecord, build_record, default_source, serialize
+from audit_ingest.domain.records import KafkaRecord, default_source, record_of, serialize
 from audit_ingest.domain.timestamps import parse_rfc3339
 from audit_ingest.domain.validation import ValidEvent, validate_event
 
@@ -35,6 +40,8 @@ class Rules:
     limits: Limits
     processing: Processing
     topic: str
+    # False: every event takes the Python pipeline (COMPILED_PIPELINE; for comparisons).
+    compiled: bool = True
 
 
 class CheckedEvent(NamedTuple):
@@ -45,7 +52,8 @@ class CheckedEvent(NamedTuple):
     """
 
     envelope: Envelope
-    valid: ValidEvent
+    # ValidEvent from the Python pipeline, CompiledEvent from the compiled path.
+    valid: ValidEvent | CompiledEvent
     retry_key: str | None
     fingerprint: str | None
 
@@ -57,13 +65,20 @@ def check_event(
     request: RequestContext,
     limits: Limits,
     request_key: str | None = None,
+    compiled: bool = True,
 ) -> CheckedEvent:
     """Step 1: the accept-or-refuse decision for one event.
 
     :param request_key: the request's `Idempotency-Key` (single events); an event's own
         `idempotency_key` takes precedence, then the CloudEvent's source + id.
+    :param compiled: try the compiled path first (False: Python only).
     :raises InvalidEvent: naming every failing field.
     """
+    if compiled:
+        accepted = check_compiled(envelope, principal=principal, request=request, limits=limits)
+        if accepted is not None:
+            event, own_key = accepted
+            return _checked(envelope, event, own_key or request_key)
     origin_time = envelope.origin.time if envelope.origin else None
     valid = validate_event(
         envelope.payload,
@@ -72,7 +87,13 @@ def check_event(
         limits=limits,
         default_time=parse_rfc3339(origin_time) if origin_time else None,
     )
-    key = idempotency_key(envelope, valid.fields.get("idempotency_key") or request_key)
+    return _checked(envelope, valid, valid.fields.get("idempotency_key") or request_key)
+
+
+def _checked(
+    envelope: Envelope, valid: ValidEvent | CompiledEvent, explicit_key: str | None
+) -> CheckedEvent:
+    key = idempotency_key(envelope, explicit_key)
     return CheckedEvent(
         envelope=envelope,
         valid=valid,
@@ -91,16 +112,36 @@ def build_event_record(
 ) -> KafkaRecord:
     """Step 2: the enriched event as the record for the main topic."""
     origin = checked.envelope.origin
-    enriched = enrich(
-        checked.valid,
-        event_id=event_id,
-        principal=principal,
-        request=request,
-        processing=rules.processing,
-        origin=origin,
-    )
     source = origin.source if origin else default_source(principal)
-    return build_record(enriched, serialize(enriched), topic=rules.topic, source=source)
+    valid = checked.valid
+    if isinstance(valid, CompiledEvent):
+        value = compiled_value(
+            valid,
+            event_id=event_id,
+            principal=principal,
+            request=request,
+            processing=rules.processing,
+            origin=origin,
+        )
+        timestamp = valid.timestamp
+    else:
+        enriched = enrich(
+            valid,
+            event_id=event_id,
+            principal=principal,
+            request=request,
+            processing=rules.processing,
+            origin=origin,
+        )
+        value, timestamp = serialize(enriched), enriched["timestamp"]
+    return record_of(
+        value,
+        event_id=event_id,
+        tenant_id=principal.tenant_id,
+        timestamp=timestamp,
+        topic=rules.topic,
+        source=source,
+    )
 
 
 def prepare_event(
@@ -122,6 +163,7 @@ def prepare_event(
         request=request,
         limits=rules.limits,
         request_key=request_key,
+        compiled=rules.compiled,
     )
     return build_event_record(
         checked, event_id=event_id, principal=principal, request=request, rules=rules

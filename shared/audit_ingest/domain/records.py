@@ -46,15 +46,28 @@ def build_record(enriched: dict[str, Any], value: bytes, *, topic: str, source: 
     :param enriched: the enriched event (for its id, time and tenant).
     :param value: `serialize(enriched)`, computed once by the caller, who also checks its size.
     """
+    return record_of(
+        value,
+        event_id=enriched["event_id"],
+        tenant_id=enriched["tenant_id"],
+        timestamp=enriched["timestamp"],
+        topic=topic,
+        source=source,
+    )
+
+
+def record_of(
+    value: bytes, *, event_id: str, tenant_id: str, timestamp: str, topic: str, source: str
+) -> KafkaRecord:
+    """An enriched event's value (`serialize`d, or the compiled path's bytes) as a
+    binary-mode CloudEvent record: `event_id`, `timestamp` and `tenant_id` are its fields."""
     # The order and encoding of `cloudevents.kafka.to_binary` (see the module's docstring).
     headers = (
         ("content-type", _CONTENT_TYPE_BYTES),
-        ("ce_id", enriched["event_id"].encode()),
+        ("ce_id", event_id.encode()),
         ("ce_source", source.encode()),
         ("ce_type", _EVENT_TYPE_BYTES),
-        ("ce_time", enriched["timestamp"].encode()),
+        ("ce_time", timestamp.encode()),
         ("ce_specversion", b"1.0"),
     )
-    return KafkaRecord(
-        topic=topic, key=enriched["tenant_id"].encode(), value=value, headers=headers
-    )
+    return KafkaRecord(topic=topic, key=tenant_id.encode(), value=value, headers=headers)
