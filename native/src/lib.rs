@@ -638,11 +638,51 @@ fn parse_timestamp(text: &str) -> Option<(i64, String)> {
     parse_rfc3339(text.as_bytes()).map(|moment| (moment, format_rfc3339_ms(moment)))
 }
 
+/// The event's top-level fields, in the model's order (`Event::read` matches these names).
+const EVENT_FIELDS: [&str; 9] = [
+    "actor",
+    "action",
+    "resource",
+    "timestamp",
+    "result",
+    "context",
+    "metadata",
+    "tenant_id",
+    "idempotency_key",
+];
+
+/// The rules this module applies, as data: `{block: [(name, kind, min, max, required)]}` and
+/// `"event"`: the top-level names. A test compares them with the model's JSON schema, so a
+/// field added to or changed in model.py fails it until this module follows.
+#[pyfunction]
+fn schema(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let out = PyDict::new(py);
+    let blocks: [(&str, &[FieldRule]); 4] =
+        [("actor", &ACTOR), ("action", &ACTION), ("resource", &RESOURCE), ("result", &RESULT)];
+    for (block, rules) in blocks {
+        let fields = rules
+            .iter()
+            .map(|rule| {
+                let kind = match rule.kind {
+                    Kind::Text => "text",
+                    Kind::Email => "email",
+                    Kind::Bool => "bool",
+                };
+                (rule.name, kind, rule.min, rule.max, rule.required)
+            })
+            .collect::<Vec<_>>();
+        out.set_item(block, fields)?;
+    }
+    out.set_item("event", EVENT_FIELDS.to_vec())?;
+    Ok(out)
+}
+
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Checker>()?;
     module.add_function(wrap_pyfunction!(dumps_str, module)?)?;
     module.add_function(wrap_pyfunction!(parse_timestamp, module)?)?;
+    module.add_function(wrap_pyfunction!(schema, module)?)?;
     module.add("MAX_ID_LENGTH", MAX_ID_LENGTH)?;
     module.add("MAX_NAME_LENGTH", MAX_NAME_LENGTH)?;
     module.add("MAX_MESSAGE_LENGTH", MAX_MESSAGE_LENGTH)?;

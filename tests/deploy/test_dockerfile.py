@@ -167,24 +167,19 @@ def test_the_runtime_venv_has_no_dev_packages(image_root: Path) -> None:
         [str(python), "-c", probe, *DEV_ONLY], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert found == "[]"
-    # ...and the library is installed as a package, not pointing back at the source tree.
-    location = subprocess.run(
-        [str(python), "-c", "import audit_ingest; print(audit_ingest.__file__)"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=image_root,
-    ).stdout.strip()
-    assert "/site-packages/audit_ingest/" in location
-    # ...and so is the compiled accept path, built from native/ by the builder's uv sync.
-    native = subprocess.run(
-        [str(python), "-c", "import audit_ingest_native._native as n; print(n.__file__)"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=image_root,
-    ).stdout.strip()
+    # ...and the library is installed as a package, not pointing back at the source tree, and
+    # so is the compiled accept path, built from native/ by the builder's uv sync.
+    assert "/site-packages/audit_ingest/" in module_file(python, "audit_ingest", image_root)
+    native = module_file(python, "audit_ingest_native._native", image_root)
     assert "/site-packages/audit_ingest_native/_native." in native
+
+
+def module_file(python: Path, module: str, cwd: Path) -> str:
+    """Where `python` imports `module` from."""
+    probe = f"import {module} as m; print(m.__file__)"
+    return subprocess.run(
+        [str(python), "-c", probe], capture_output=True, text=True, check=True, cwd=cwd
+    ).stdout.strip()
 
 
 @pytest.fixture

@@ -577,6 +577,42 @@ def test_timestamps_are_read_as_python_reads_them(text: str) -> None:
     assert formatted == format_rfc3339_ms(moment)
 
 
+def model_rules() -> dict[str, Any]:
+    """What the compiled path must apply, read from the model's JSON schema (openapi.yaml's)."""
+    schema = model.AuditEventIn.model_json_schema()
+    rules: dict[str, Any] = {"event": list(schema["properties"])}
+    for block, definition in (
+        ("actor", "Actor"),
+        ("action", "Action"),
+        ("resource", "Resource"),
+        ("result", "Result"),
+    ):
+        spec = schema["$defs"][definition]
+        fields = []
+        for name, prop in spec["properties"].items():
+            (shape,) = [v for v in prop.get("anyOf", [prop]) if v.get("type") != "null"]
+            kind = {"boolean": "bool", "string": "text"}[shape["type"]]
+            if shape.get("format") == "email":
+                kind = "email"
+            fields.append(
+                (
+                    name,
+                    kind,
+                    shape.get("minLength", 0),
+                    shape.get("maxLength", 0),
+                    name in spec.get("required", ()),
+                )
+            )
+        rules[block] = fields
+    return rules
+
+
+def test_the_compiled_rules_are_the_models() -> None:
+    """Every field, in order, with its kind, bounds and whether it is required: a field added
+    to model.py, or a bound changed there, fails here until native/src/lib.rs follows."""
+    assert native.schema() == model_rules()
+
+
 def test_the_fixed_bounds_are_the_models() -> None:
     assert native.MAX_ID_LENGTH == model.MAX_ID_LENGTH
     assert native.MAX_NAME_LENGTH == model.MAX_NAME_LENGTH

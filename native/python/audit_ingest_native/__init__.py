@@ -13,6 +13,7 @@ from audit_ingest_native._native import (
     Checker,
     dumps_str,
     parse_timestamp,
+    schema,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "Checker",
     "dumps_str",
     "parse_timestamp",
+    "schema",
 ]

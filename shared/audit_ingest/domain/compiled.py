@@ -111,12 +111,7 @@ def compiled_value(
 def _checker(principal: Principal, request: RequestContext, limits: Limits) -> Checker | None:
     global _last_checking
     last = _last_checking
-    if (
-        last is not None
-        and last.request is request
-        and last.principal is principal
-        and last.limits is limits
-    ):
+    if last is not None and _same(last, request, principal) and last.limits is limits:
         return last.checker
     if request.received_at.tzinfo is None:  # only an aware time has an instant to compare
         return None
@@ -137,12 +132,7 @@ def _checker(principal: Principal, request: RequestContext, limits: Limits) -> C
 def _frame(principal: Principal, request: RequestContext, processing: Processing) -> _Frame:
     global _last_frame
     last = _last_frame
-    if (
-        last is not None
-        and last.request is request
-        and last.principal is principal
-        and last.processing is processing
-    ):
+    if last is not None and _same(last, request, principal) and last.processing is processing:
         return last
     tail = b',"api_key_id":%b,"request_id":%b' % (
         orjson.dumps(principal.api_key_id),
@@ -160,3 +150,8 @@ def _frame(principal: Principal, request: RequestContext, processing: Processing
     )
     _last_frame = frame
     return frame
+
+
+def _same(last: _Checking | _Frame, request: RequestContext, principal: Principal) -> bool:
+    """`last` was made for this request and caller (the same objects, not equal ones)."""
+    return last.request is request and last.principal is principal
