@@ -1,6 +1,7 @@
 //! The per-event pipeline's accept path, compiled.
 //!
-//! One call per event: the parsed event (the dicts orjson made) in; either the record value's
+//! Per event (`check`, or `check_many` for a request's events in one call): the parsed event
+//! (the dicts orjson made) in; either the record value's
 //! middle (`"timestamp":..` up to the event's `idempotency_key`), its timestamp text and its
 //! retry key out, or `None`. `None` is not a refusal: it means "let the Python pipeline
 //! decide" (`shared/audit_ingest/domain/pipeline.py`). It is answered for every event the
@@ -524,6 +525,36 @@ impl Checker {
             PyTuple::new(py, [PyBytes::new(py, &middle).into_any(), timestamp.into_any(), key])
                 .expect("a tuple of three")
         }))
+    }
+
+    /// `check` over a request's events in one call (a list in, a list of the same length
+    /// out): `default_texts`, when given, holds each event's `default_text`.
+    #[pyo3(signature = (payloads, default_texts=None))]
+    fn check_many<'py>(
+        &self,
+        payloads: &Bound<'py, PyList>,
+        default_texts: Option<&Bound<'py, PyList>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let py = payloads.py();
+        if default_texts.is_some_and(|texts| texts.len() != payloads.len()) {
+            return Err(PyValueError::new_err("default_texts must hold one entry per payload"));
+        }
+        let out = PyList::empty(py);
+        for (position, payload) in payloads.iter().enumerate() {
+            let default_text = match default_texts {
+                None => None,
+                Some(texts) => {
+                    let text = texts.get_item(position)?;
+                    if text.is_none() {
+                        None
+                    } else {
+                        Some(text.downcast_into::<PyString>()?)
+                    }
+                }
+            };
+            out.append(self.check(&payload, default_text)?)?;
+        }
+        Ok(out)
     }
 }
 

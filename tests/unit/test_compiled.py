@@ -27,7 +27,13 @@ from audit_ingest.domain.compiled import CompiledEvent, check_compiled
 from audit_ingest.domain.enrichment import Processing, RequestContext
 from audit_ingest.domain.envelope import CloudEventOrigin, Envelope
 from audit_ingest.domain.limits import Limits
-from audit_ingest.domain.pipeline import Rules, build_event_record, check_event
+from audit_ingest.domain.pipeline import (
+    Rules,
+    build_event_record,
+    build_event_records,
+    check_event,
+    check_events,
+)
 from audit_ingest.domain.timestamps import format_rfc3339_ms, parse_rfc3339
 from audit_ingest.domain.validation import ValidEvent
 from audit_ingest.errors import InvalidEvent
@@ -377,8 +383,8 @@ def test_the_compiled_path_decides_and_writes_as_the_python_pipeline(
     )
     python = outcome(payload, compiled=False, **arguments)
     assert outcome(payload, compiled=True, **arguments) == python
-    accepted = check_compiled(
-        Envelope(payload=payload, origin=origin),
+    [accepted] = check_compiled(
+        [Envelope(payload=payload, origin=origin)],
         principal=PRINCIPAL,
         request=request,
         limits=limits,
@@ -481,8 +487,8 @@ def test_each_rule_at_its_bound(event: dict[str, Any], accepted: bool) -> None:
     python = outcome(as_parsed(event), compiled=False, **arguments)
     assert python[0] == ("accepted" if accepted else "refused")
     assert outcome(as_parsed(event), compiled=True, **arguments) == python
-    taken = check_compiled(
-        Envelope(payload=as_parsed(event)), principal=PRINCIPAL, request=request, limits=limits
+    [taken] = check_compiled(
+        [Envelope(payload=as_parsed(event))], principal=PRINCIPAL, request=request, limits=limits
     )
     assert (taken is not None) == accepted
 
@@ -500,7 +506,9 @@ def test_each_rule_at_its_bound(event: dict[str, Any], accepted: bool) -> None:
 def test_what_the_compiled_path_declines_python_accepts_and_writes(event: dict[str, Any]) -> None:
     request = RequestContext("req-1", NOW)
     envelope = Envelope(payload=as_parsed(event))
-    assert check_compiled(envelope, principal=PRINCIPAL, request=request, limits=Limits()) is None
+    assert check_compiled([envelope], principal=PRINCIPAL, request=request, limits=Limits()) == [
+        None
+    ]
     checked = check_event(envelope, principal=PRINCIPAL, request=request, limits=Limits())
     assert isinstance(checked.valid, ValidEvent)
 
@@ -517,8 +525,8 @@ def test_compiled_off_in_the_rules_runs_python_only() -> None:
 
 
 def test_a_full_batch_gives_the_same_records_both_ways() -> None:
-    """1000 events of one request (the batch limit): the checker and the record frame made
-    for its first event serve all of them, and every record matches Python's."""
+    """1000 events of one request (the batch limit): one checker and one record frame serve
+    all of them, and every record matches Python's."""
     events = [
         seed_event(
             actor={"id": f"user-{n}", "email": f"u{n % 7}@example.com"},
@@ -540,6 +548,84 @@ def test_a_full_batch_gives_the_same_records_both_ways() -> None:
         published.append(publisher.published)
     assert len(published[0]) == 1000
     assert published[0] == published[1]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(st.tuples(payloads, origins), min_size=1, max_size=40),
+    requests,
+    limits,
+    st.one_of(st.none(), texts),
+)
+def test_a_requests_events_checked_together_are_each_decided_alone(
+    events: list[tuple[object, CloudEventOrigin | None]],
+    request: RequestContext,
+    limits: Limits,
+    request_key: str | None,
+) -> None:
+    """`check_events` and `build_event_records` over a request's events (valid, refused,
+    declined, CloudEvents with readable and unreadable times, mixed): each event's decision,
+    errors and record bytes are what it gets alone."""
+    envelopes = [Envelope(payload=as_parsed(payload), origin=origin) for payload, origin in events]
+    rules = Rules(limits=limits, processing=PROCESSING, topic="audit.events.v1")
+    together = check_events(
+        envelopes, principal=PRINCIPAL, request=request, limits=limits, request_key=request_key
+    )
+    accepted = [
+        (checked, f"{EVENT_ID[:-2]}{n:02d}")
+        for n, checked in enumerate(together)
+        if not isinstance(checked, InvalidEvent)
+    ]
+    records = iter(build_event_records(accepted, principal=PRINCIPAL, request=request, rules=rules))
+    for envelope, checked in zip(envelopes, together, strict=True):
+        if isinstance(checked, InvalidEvent):
+            with pytest.raises(InvalidEvent) as refused:
+                check_event(
+                    envelope,
+                    principal=PRINCIPAL,
+                    request=request,
+                    limits=limits,
+                    request_key=request_key,
+                )
+            assert checked.errors == refused.value.errors
+            continue
+        alone = check_event(
+            envelope, principal=PRINCIPAL, request=request, limits=limits, request_key=request_key
+        )
+        assert checked == alone
+        record = next(records)
+        event_id = record.headers[1][1].decode()
+        assert record == build_event_record(
+            alone, event_id=event_id, principal=PRINCIPAL, request=request, rules=rules
+        )
+    assert next(records, None) is None
+
+
+def test_a_cloudevent_time_python_cannot_read_is_left_to_python() -> None:
+    """The parser refuses such a `time`; should one reach the pipeline, the compiled path
+    must not stand the request's time in for it (Python raises on it)."""
+    request = RequestContext("req-1", NOW)
+    origin = CloudEventOrigin(id="1", source="/s", type="t", time="not a time")
+    envelopes = [Envelope(payload=seed_event()), Envelope(payload=seed_event(), origin=origin)]
+    taken = check_compiled(envelopes, principal=PRINCIPAL, request=request, limits=Limits())
+    assert taken[0] is not None
+    assert taken[1] is None
+    with pytest.raises(ValueError, match="not an RFC 3339 date-time"):
+        check_events(envelopes, principal=PRINCIPAL, request=request, limits=Limits())
+
+
+def test_check_many_wants_one_default_time_per_event() -> None:
+    checker = native.Checker(
+        tenant_id="t",
+        received_text=format_rfc3339_ms(NOW),
+        latest=0,
+        max_depth=8,
+        max_string_length=10,
+        max_event_bytes=100,
+        check_email=model.checked_email,
+    )
+    with pytest.raises(ValueError, match="one entry per payload"):
+        checker.check_many([{}, {}], [None])
 
 
 # -- the parts, each against its Python original -------------------------------------------

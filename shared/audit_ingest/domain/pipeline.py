@@ -3,14 +3,18 @@
 Two steps, because an event's id is chosen between them (a retry of a stored event gets the
 id it was stored under, which only the idempotency store knows):
 
-1. `check_event`: every rule an event must pass (schema, free-form limits, tenant, timestamp,
-   size) and its retry identity. It is the whole decision to accept or refuse: the ingest
-   service, the dead-letter replay and its dry run, and the hostile-input harness all call it,
-   so none of them can accept what another refuses.
-2. `build_event_record`: enrichment and the CloudEvents-binary Kafka record. It cannot refuse
-   an event that passed step 1.
+1. `check_events`: every rule an event must pass (schema, free-form limits, tenant, timestamp,
+   size) and its retry identity, for each event of a request. It is the whole decision to
+   accept or refuse: the ingest service, the dead-letter replay and its dry run, and the
+   hostile-input harness all call it (`check_event` is it for one event), so none of them can
+   accept what another refuses.
+2. `build_event_records`: enrichment and the CloudEvents-binary Kafka record. It cannot refuse
+   an event that passed step 1 (`build_event_record`: one event).
 
-`prepare_event` runs both, for callers that already have the id.
+`prepare_event` runs both, for callers that already have the id. Both steps take a request's
+events together (the compiled path checks them in one call, the record parts they share are
+written once), but each event's decision and record are its own: what it gets alone
+(tests/unit/test_compiled.py).
 
 Each step runs compiled (`compiled`, native/) for the events that path accepts, and in Python
 for every other: a refusal, and its every-field error list, always comes from Python. Both give
@@ -19,10 +23,11 @@ the same record bytes (tests/unit/test_compiled.py); `Rules.compiled=False` runs
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from audit_ingest.domain.compiled import CompiledEvent, check_compiled, compiled_value
+from audit_ingest.domain.compiled import CompiledEvent, CompiledValues, check_compiled
 from audit_ingest.domain.enrichment import Processing, RequestContext, enrich
 from audit_ingest.domain.envelope import Envelope
 from audit_ingest.domain.idempotency import fingerprint, idempotency_key
@@ -31,6 +36,7 @@ from audit_ingest.domain.principal import Principal
 from audit_ingest.domain.records import KafkaRecord, default_source, record_of, serialize
 from audit_ingest.domain.timestamps import parse_rfc3339
 from audit_ingest.domain.validation import ValidEvent, validate_event
+from audit_ingest.errors import InvalidEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,57 @@ class CheckedEvent(NamedTuple):
     fingerprint: str | None
 
 
+def check_events(
+    envelopes: Sequence[Envelope],
+    *,
+    principal: Principal,
+    request: RequestContext,
+    limits: Limits,
+    request_key: str | None = None,
+    compiled: bool = True,
+) -> list[CheckedEvent | InvalidEvent]:
+    """Step 1: the accept-or-refuse decision for each of a request's events, in order.
+
+    One call for the request's events, so the compiled path checks them in one pass; each
+    event's decision is its own (`check_event`'s for it alone).
+
+    :param request_key: the request's `Idempotency-Key` (single events); an event's own
+        `idempotency_key` takes precedence, then the CloudEvent's source + id.
+    :param compiled: try the compiled path first (False: Python only).
+    :returns: per event, the checked event, or the `InvalidEvent` naming every failing field.
+    """
+    taken = (
+        check_compiled(envelopes, principal=principal, request=request, limits=limits)
+        if compiled
+        else [None] * len(envelopes)
+    )
+    out: list[CheckedEvent | InvalidEvent] = []
+    append = out.append
+    for envelope, accepted in zip(envelopes, taken, strict=True):
+        if accepted is not None:
+            event, own_key = accepted
+            explicit = own_key or request_key
+            if explicit is None and envelope.origin is None:  # the usual event: no retry key
+                append(CheckedEvent(envelope, event, None, None))
+            else:
+                append(_checked(envelope, event, explicit))
+            continue
+        origin_time = envelope.origin.time if envelope.origin else None
+        try:
+            valid = validate_event(
+                envelope.payload,
+                tenant_id=principal.tenant_id,
+                received_at=request.received_at,
+                limits=limits,
+                default_time=parse_rfc3339(origin_time) if origin_time else None,
+            )
+        except InvalidEvent as refused:
+            append(refused)
+            continue
+        append(_checked(envelope, valid, valid.fields.get("idempotency_key") or request_key))
+    return out
+
+
 def check_event(
     envelope: Envelope,
     *,
@@ -67,27 +124,21 @@ def check_event(
     request_key: str | None = None,
     compiled: bool = True,
 ) -> CheckedEvent:
-    """Step 1: the accept-or-refuse decision for one event.
+    """Step 1 for one event (`check_events` for a request of one).
 
-    :param request_key: the request's `Idempotency-Key` (single events); an event's own
-        `idempotency_key` takes precedence, then the CloudEvent's source + id.
-    :param compiled: try the compiled path first (False: Python only).
     :raises InvalidEvent: naming every failing field.
     """
-    if compiled:
-        accepted = check_compiled(envelope, principal=principal, request=request, limits=limits)
-        if accepted is not None:
-            event, own_key = accepted
-            return _checked(envelope, event, own_key or request_key)
-    origin_time = envelope.origin.time if envelope.origin else None
-    valid = validate_event(
-        envelope.payload,
-        tenant_id=principal.tenant_id,
-        received_at=request.received_at,
+    [checked] = check_events(
+        [envelope],
+        principal=principal,
+        request=request,
         limits=limits,
-        default_time=parse_rfc3339(origin_time) if origin_time else None,
+        request_key=request_key,
+        compiled=compiled,
     )
-    return _checked(envelope, valid, valid.fields.get("idempotency_key") or request_key)
+    if isinstance(checked, InvalidEvent):
+        raise checked
+    return checked
 
 
 def _checked(
@@ -102,6 +153,48 @@ def _checked(
     )
 
 
+def build_event_records(
+    checked: Sequence[tuple[CheckedEvent, str]],
+    *,
+    principal: Principal,
+    request: RequestContext,
+    rules: Rules,
+) -> list[KafkaRecord]:
+    """Step 2: each (checked event, event_id) as the enriched record for the main topic."""
+    compiled = CompiledValues(principal, request, rules.processing)
+    default = default_source(principal)
+    topic, tenant_id = rules.topic, principal.tenant_id
+    records: list[KafkaRecord] = []
+    append = records.append
+    for event, event_id in checked:
+        origin = event.envelope.origin
+        valid = event.valid
+        if isinstance(valid, CompiledEvent):
+            value = compiled.value(valid, event_id, origin)
+            timestamp = valid.timestamp
+        else:
+            enriched = enrich(
+                valid,
+                event_id=event_id,
+                principal=principal,
+                request=request,
+                processing=rules.processing,
+                origin=origin,
+            )
+            value, timestamp = serialize(enriched), enriched["timestamp"]
+        append(
+            record_of(
+                value,
+                event_id=event_id,
+                tenant_id=tenant_id,
+                timestamp=timestamp,
+                topic=topic,
+                source=origin.source if origin else default,
+            )
+        )
+    return records
+
+
 def build_event_record(
     checked: CheckedEvent,
     *,
@@ -110,38 +203,11 @@ def build_event_record(
     request: RequestContext,
     rules: Rules,
 ) -> KafkaRecord:
-    """Step 2: the enriched event as the record for the main topic."""
-    origin = checked.envelope.origin
-    source = origin.source if origin else default_source(principal)
-    valid = checked.valid
-    if isinstance(valid, CompiledEvent):
-        value = compiled_value(
-            valid,
-            event_id=event_id,
-            principal=principal,
-            request=request,
-            processing=rules.processing,
-            origin=origin,
-        )
-        timestamp = valid.timestamp
-    else:
-        enriched = enrich(
-            valid,
-            event_id=event_id,
-            principal=principal,
-            request=request,
-            processing=rules.processing,
-            origin=origin,
-        )
-        value, timestamp = serialize(enriched), enriched["timestamp"]
-    return record_of(
-        value,
-        event_id=event_id,
-        tenant_id=principal.tenant_id,
-        timestamp=timestamp,
-        topic=rules.topic,
-        source=source,
+    """Step 2 for one event (`build_event_records` for one)."""
+    [record] = build_event_records(
+        [(checked, event_id)], principal=principal, request=request, rules=rules
     )
+    return record
 
 
 def prepare_event(
