@@ -6,8 +6,8 @@
 //! retry key out, or `None`. `None` is not a refusal: it means "let the Python pipeline
 //! decide" (`shared/audit_ingest/domain/pipeline.py`). It is answered for every event the
 //! Python pipeline refuses and for the rarer shapes this code does not write (a float, a
-//! non-ASCII action name that needs Python's `str.lower`, a timestamp Python would need to
-//! reparse), so a refusal's every-field error list is only ever built in Python.
+//! non-ASCII action name that needs Python's `str.lower`), so a refusal's every-field error
+//! list is only ever built in Python.
 //!
 //! The rules mirror `validation.py` and `model.py` (strict types, no unknown fields, lengths in
 //! code points, the free-form walk, the size as compact JSON), the bytes mirror orjson's
@@ -249,7 +249,8 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// Microseconds since the epoch (UTC) of an RFC 3339 date-time, as `parse_rfc3339` reads it
-/// (fraction cut to microseconds); None for anything it refuses, or might.
+/// (fraction cut to microseconds); None for anything it refuses (a test holds the two to the
+/// same texts).
 fn parse_rfc3339(text: &[u8]) -> Option<i64> {
     if text.len() < 20 || text[4] != b'-' || text[7] != b'-' || text[13] != b':' || text[16] != b':'
     {

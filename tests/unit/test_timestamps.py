@@ -33,6 +33,11 @@ def test_parses_rfc3339(text: str, expected: datetime) -> None:
         "yesterday",
         "1733392800",
         "2024-02-30T00:00:00Z",
+        "2024-12-05T10:00:00Z\n",  # `$` alone would match before the newline
+        "\uff12\uff10\uff12\uff14-12-05T10:00:00Z",  # full-width digits: `\d` alone takes them
+        "2024-12-05T10:00:0\u0661Z",  # an Arabic-Indic digit
+        "2024-12-05T10:00:00+05:60",  # fromisoformat alone reads this as +06:00
+        "2024-12-05T10:00:00+24:00",
     ],
 )
 def test_refuses_what_is_not_rfc3339(text: str) -> None:

@@ -3,8 +3,8 @@ in a tenth of its time, for the events it accepts.
 
 `native/` (Rust through PyO3) reads the event as orjson parsed it and either writes the record
 value's middle (`"timestamp"` through the event's own fields) or declines. It declines every
-event the Python pipeline refuses, and the rarer shapes it does not write itself (a float,
-a timestamp it cannot read, a non-ASCII... see `native/src/lib.rs`), so `pipeline.check_events`
+event the Python pipeline refuses, and the rarer shapes it does not write itself (a float, a
+non-ASCII action name: see `native/src/lib.rs`), so `pipeline.check_events`
 then runs the Python pipeline, which stays the reference: the one place that names every
 failing field. tests/unit/test_compiled.py holds the two to the same decision and the same
 bytes over generated events, valid and not.

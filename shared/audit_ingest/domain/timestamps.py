@@ -7,9 +7,12 @@ from datetime import UTC, datetime
 
 # RFC 3339 section 5.6 date-time: a full date, "T" (or a space, which the RFC allows), a full
 # time with optional fraction, and a mandatory offset. datetime.fromisoformat alone would also
-# take dates without times and offsets, which an audit trail must not guess.
+# take dates without times and offsets, which an audit trail must not guess. ASCII digits only
+# and the whole text (`fullmatch`): `\d` alone takes any Unicode digit (full-width ones), and `$`
+# matches before a trailing newline.
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})",
+    re.ASCII,
 )
 
 
@@ -19,11 +22,15 @@ def parse_rfc3339(text: str) -> datetime:
     :param text: for example ``2024-12-05T10:00:00Z`` or ``2024-12-05T12:00:00.5+02:00``.
     :raises ValueError: when the text is not an RFC 3339 date-time or names an impossible date.
     """
-    match = _RFC3339.match(text)
+    match = _RFC3339.fullmatch(text)
     if match is None:
         raise ValueError("not an RFC 3339 date-time")
     fraction = (match.group(7) or "")[:7]  # Python keeps microseconds: 6 digits after the dot.
     offset = match.group(8)
+    # An offset's hours are 00-23 and its minutes 00-59 (RFC 3339's time-hour, time-minute):
+    # fromisoformat would read "+05:60" as six hours, and refuse "+24:00" in its own words.
+    if len(offset) == 6 and (offset[1:3] > "23" or offset[4] > "5"):
+        raise ValueError("not an RFC 3339 date-time: an offset is -23:59 to +23:59")
     offset = "+00:00" if offset in ("Z", "z") else offset
     normalised = f"{text[:10]}T{text[11:19]}{fraction}{offset}"
     try:
