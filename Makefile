@@ -58,7 +58,7 @@ lint: install ## ruff (lint and format check).
 	$(RUN) ruff format --check .
 
 .PHONY: typecheck
-typecheck: install ## mypy --strict on the library, devstack, the SDK and the fault tier's verifier and harness.
+typecheck: install ## mypy --strict on the library, devstack, the SDK, the unit tier (and the bench code it imports) and the fault tier.
 	$(RUN) mypy
 
 .PHONY: test-unit

@@ -204,7 +204,8 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         for point in rep.get(name, {}).get("open", [])
     )
     s["targets"] = targets(s)
-    return _finite(s)
+    finite: dict[str, Any] = _finite(s)
+    return finite
 
 
 def _plain_of(name: str) -> str:

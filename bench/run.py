@@ -649,7 +649,7 @@ def first_request_ms(path: Path) -> float | None:
 
 
 def passes(point: dict[str, Any]) -> bool:
-    return point["error_total"] == 0 and point["latency_ms"]["p99"] <= KNEE_P99_MS
+    return bool(point["error_total"] == 0 and point["latency_ms"]["p99"] <= KNEE_P99_MS)
 
 
 # -- main ------------------------------------------------------------------------------------

@@ -36,7 +36,8 @@ def load_spec() -> dict[str, Any]:
 @functools.cache
 def _registry() -> Registry[Any]:
     resource: Resource[Any] = DRAFT202012.create_resource(load_spec())
-    return Registry().with_resource(SPEC_URI, resource)
+    registry: Registry[Any] = Registry().with_resource(SPEC_URI, resource)
+    return registry
 
 
 def _escape(token: str) -> str:

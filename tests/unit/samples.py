@@ -34,7 +34,7 @@ def seed_event(**changes: Any) -> dict[str, Any]:
 
 def stored(**changes: object) -> StoredKey:
     """A stored API key: active, tenant t1, scope events:write, 10 requests a minute."""
-    base = dict(
+    base: dict[str, object] = dict(
         id="k1",
         tenant_id="t1",
         name=None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -109,9 +110,13 @@ def test_every_generator_request_is_new_per_number() -> None:
                 if name == "single"
                 else parse_batch(named, raw, max_events=1000)
             )
+            payloads = [e.payload for e in envelopes]
+            assert all(isinstance(p, dict) for p in payloads)
             keys = [
-                e.payload.get("idempotency_key") or named.get("idempotency-key") or e.origin
-                for e in envelopes
+                cast(dict[str, Any], p).get("idempotency_key")
+                or named.get("idempotency-key")
+                or e.origin
+                for p, e in zip(payloads, envelopes, strict=True)
             ]
             assert all(keys), (name, transport)
             identities.append(keys)

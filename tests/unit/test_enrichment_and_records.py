@@ -108,6 +108,7 @@ def test_record_matches_the_cloudevents_sdk_binding_byte_for_byte() -> None:
         value,
     )
     message = to_binary(event, data_marshaller=lambda d: d, key_mapper=lambda _: body["tenant_id"])
+    assert isinstance(message.key, str)
     assert record.key == message.key.encode()
     assert record.value == message.value
     assert list(record.headers) == list(message.headers.items())

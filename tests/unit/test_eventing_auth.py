@@ -184,7 +184,7 @@ async def test_symmetric_and_unsigned_tokens_are_refused(
     claims = jwt.decode(token(), options={"verify_signature": False})
     # HS256 with the public key as secret (key confusion), and "none".
     forged = _hs256(claims, public_pem)
-    unsigned = jwt.encode(claims, None, "none", {"kid": "k-1"})
+    unsigned = jwt.encode(claims, None, "none", {"kid": "k-1"})  # type: ignore[arg-type]  # "none": no key
     auth = authenticator(jwks, store)
     for bad in (forged, unsigned):
         with pytest.raises(Unauthenticated):

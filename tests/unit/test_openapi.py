@@ -237,7 +237,7 @@ def publisher_defect(harness: Harness) -> None:
     async def broken(*_: object) -> list[Delivery]:
         raise RuntimeError("a defect")
 
-    harness.publisher.publish = broken  # type: ignore[method-assign]
+    harness.publisher.publish = broken  # type: ignore[method-assign,assignment]
 
 
 def quota_used_up(harness: Harness) -> None:
@@ -697,7 +697,9 @@ def test_api_key_guards_exactly_the_ingest_operations() -> None:
     assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "X-API-Key")
     assert "security" not in spec
     for method, path, operation in operations():
-        expected = [{"ApiKeyAuth": []}] if method == "post" else None
+        expected: list[dict[str, list[str]]] | None = (
+            [{"ApiKeyAuth": []}] if method == "post" else None
+        )
         assert operation.get("security") == expected, (method, path)
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from audit_ingest.adapters import kafka
 from audit_ingest.adapters.kafka import STARTUP_GRACE_SECONDS, KafkaPublisher, ProducerSlot
 from audit_ingest.domain.records import KafkaRecord
 
@@ -71,7 +70,7 @@ def test_one_producer_is_built_on_first_use_and_reused() -> None:
     assert made.get() is first and made.current is first
     assert started == [1] and retired == []
     # Its errors and librdkafka's log lines come back to the slot's handlers.
-    config = first.config  # type: ignore[attr-defined]
+    config = first.config
     assert callable(config["error_cb"]) and "logger" in config
 
 
@@ -83,7 +82,7 @@ def test_a_transient_error_keeps_the_producer_a_fatal_one_replaces_it(caplog: An
     assert made.get() is first
     error_cb(Error(fatal=True))
     second = made.get()
-    assert second is not first and retired == [first]
+    assert second is not first and retired == [cast(FakeProducer, first)]
     assert started == [1, 1]  # the new producer is served too
     assert "3 record(s) it held are lost" in caplog.text
     assert made.get() is second  # the fatal flag belonged to the old one
@@ -171,7 +170,7 @@ def test_the_first_publish_waits_out_the_grace_and_later_ones_do_not(
         now[0] += seconds
         await real_sleep(0)
 
-    monkeypatch.setattr(kafka.asyncio, "sleep", sleep)
+    monkeypatch.setattr("audit_ingest.adapters.kafka.asyncio.sleep", sleep)
     publisher = KafkaPublisher(
         {"bootstrap.servers": "x"},
         factory=DeliveringProducer,  # type: ignore[arg-type]

@@ -114,7 +114,7 @@ def test_every_method_and_path_gets_the_frameworks_answer(
     probe: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     direct = asgi_app("probe", str(probe))
-    framework = create_asgi_app("probe", str(probe), "http")
+    framework = create_asgi_app("probe", str(probe), "http")  # type: ignore[no-untyped-call]
     assert isinstance(direct, DirectCalls)
     headers = [(b"content-type", b"application/json"), (b"x-echo", b"e"), (b"x-status", b"202")]
     compared = 0
@@ -144,7 +144,7 @@ def test_the_function_is_served_directly_and_the_frameworks_routes_by_it(
     draw = execution_id._generate_execution_id
 
     def counted() -> str:
-        drawn.append(draw())
+        drawn.append(draw())  # type: ignore[no-untyped-call]
         return drawn[-1]
 
     # functions-framework's middleware draws an execution id for every request it handles.
