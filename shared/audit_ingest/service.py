@@ -169,21 +169,17 @@ class IngestService:
                 continue
             valid.append(_Valid(index, checked, None))
         # A repeat of an earlier event of this request (same retry key) follows that event.
-        keys = [item.checked.retry_key for item in valid]
-        leaders: list[_Valid] = valid  # the usual batch: no retry keys, nothing to claim
-        repeats: list[tuple[_Valid, _Valid]] = []
-        if keys.count(None) != len(keys):
-            firsts = first_uses(keys)
-            leaders = [
-                self._with_claim(item)
-                for item, first in zip(valid, firsts, strict=True)
-                if first is None
-            ]
-            repeats = [
-                (item, valid[first])
-                for item, first in zip(valid, firsts, strict=True)
-                if first is not None
-            ]
+        firsts = first_uses([item.checked.retry_key for item in valid])
+        leaders = [
+            self._with_claim(item)
+            for item, first in zip(valid, firsts, strict=True)
+            if first is None
+        ]
+        repeats = [
+            (item, valid[first])
+            for item, first in zip(valid, firsts, strict=True)
+            if first is not None
+        ]
         if dead_letters:
             # Rejections are already reported to the client; their dead letters are a record
             # for operators, so they do not hold the response.

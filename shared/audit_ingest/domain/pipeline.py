@@ -93,11 +93,7 @@ def check_events(
     for envelope, accepted in zip(envelopes, taken, strict=True):
         if accepted is not None:
             event, own_key = accepted
-            explicit = own_key or request_key
-            if explicit is None and envelope.origin is None:  # the usual event: no retry key
-                append(CheckedEvent(envelope, event, None, None))
-            else:
-                append(_checked(envelope, event, explicit))
+            append(_checked(envelope, event, own_key or request_key))
             continue
         origin_time = envelope.origin.time if envelope.origin else None
         try:
@@ -145,12 +141,9 @@ def _checked(
     envelope: Envelope, valid: ValidEvent | CompiledEvent, explicit_key: str | None
 ) -> CheckedEvent:
     key = idempotency_key(envelope, explicit_key)
-    return CheckedEvent(
-        envelope=envelope,
-        valid=valid,
-        retry_key=key,
-        fingerprint=fingerprint(envelope.payload) if key is not None else None,
-    )
+    if key is None:  # the usual event: no retry identity, nothing to digest
+        return CheckedEvent(envelope, valid, None, None)
+    return CheckedEvent(envelope, valid, key, fingerprint(envelope.payload))
 
 
 def build_event_records(
