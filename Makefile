@@ -58,7 +58,7 @@ lint: install ## ruff (lint and format check).
 	$(RUN) ruff format --check .
 
 .PHONY: typecheck
-typecheck: install ## mypy --strict on the library, devstack, the SDK, the unit tier (and the bench code it imports) and the fault tier.
+typecheck: install ## mypy --strict on the library, devstack, the SDK, every test tier and the bench.
 	$(RUN) mypy
 
 .PHONY: test-unit

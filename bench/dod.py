@@ -72,11 +72,12 @@ def _read_run(
     try:
         while any(position[p] < wanted[p] for p in wanted) and time.monotonic() < deadline:
             for message in consumer.consume(10_000, timeout=1.0):
-                if message.error():
-                    continue
-                position[message.partition()] = message.offset() + 1
+                partition, offset = message.partition(), message.offset()
+                if message.error() or partition is None or offset is None:
+                    continue  # an event of the consumer's own (end of partition), not a record
+                position[partition] = offset + 1
                 if message.key() == key:
-                    actors.append(orjson.loads(message.value())["actor"]["id"])
+                    actors.append(orjson.loads(message.value() or b"")["actor"]["id"])
     finally:
         consumer.close()
     return actors

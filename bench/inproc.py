@@ -231,7 +231,9 @@ def _asgi_app(target: str, source: str) -> Any:
     except ImportError:
         from functions_framework.aio import create_asgi_app
 
-        return create_asgi_app(target=target, source=source, signature_type="http")
+        # functions-framework ships no type hints: its factory is untyped.
+        factory: Any = create_asgi_app
+        return factory(target=target, source=source, signature_type="http")
     return asgi_app(target, source)
 
 

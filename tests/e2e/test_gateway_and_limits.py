@@ -136,7 +136,9 @@ def test_gateway_mode_ingest_accepts_only_what_authorize_signed(
         )
     finally:
         reader.close()
-    stored = [orjson.loads(m.value()) for m in mine if m.key() == issued.stored.tenant_id.encode()]
+    stored = [
+        orjson.loads(m.value() or b"") for m in mine if m.key() == issued.stored.tenant_id.encode()
+    ]
     assert [value["event_id"] for value in stored] == [accepted.json()["event_id"]]
     assert not [m for m in mine if m.key() == victim.tenant_id.encode()]
     ready = httpx.get(f"{gateway_ingest.url}/ready", timeout=10).json()

@@ -48,7 +48,7 @@ def test_idempotency_key_header_and_concurrent_duplicates(
         records = [m for m in reader.drain() if m.key() == issued.stored.tenant_id.encode()]
     finally:
         reader.close()
-    stored_ids = [orjson.loads(m.value())["event_id"] for m in records]
+    stored_ids = [orjson.loads(m.value() or b"")["event_id"] for m in records]
     assert sorted(stored_ids) == sorted([first.json()["event_id"], racing[0].json()["event_id"]])
 
 

@@ -76,7 +76,7 @@ def test_sigterm_drains_and_exits_zero(
     try:
         tenant = issued.stored.tenant_id.encode()
         reader.read_until(lambda seen: sum(m.key() == tenant for m in seen) >= len(statuses))
-        stored = [orjson.loads(m.value()) for m in reader.drain() if m.key() == tenant]
+        stored = [orjson.loads(m.value() or b"") for m in reader.drain() if m.key() == tenant]
     finally:
         reader.close()
     assert len(stored) == len(statuses)  # every 202 stored, nothing else

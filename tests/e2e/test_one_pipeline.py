@@ -39,7 +39,7 @@ def post(url: str, body: Any, key: str, content_type: str = "application/json") 
 
 def records_of(reader: TopicReader, tenant: bytes, count: int) -> list[dict[str, Any]]:
     messages = reader.read_until(lambda seen: sum(m.key() == tenant for m in seen) >= count)
-    return [orjson.loads(m.value()) for m in messages if m.key() == tenant]
+    return [orjson.loads(m.value() or b"") for m in messages if m.key() == tenant]
 
 
 def test_a_full_batch_gets_ordered_ids_that_are_not_ahead_of_the_clock(

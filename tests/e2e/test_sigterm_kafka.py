@@ -110,7 +110,7 @@ def test_every_202_before_sigterm_is_in_kafka(
     # answer after storing the event would show here).
     stored = {
         (value["metadata"]["sigterm_worker"], value["metadata"]["n"])
-        for value in (orjson.loads(m.value()) for m in messages if m.value())
+        for value in (orjson.loads(m.value() or b"") for m in messages if m.value())
         if "sigterm_worker" in (value.get("metadata") or {})
     }
     assert not stored & set(raced), "a request closed without an answer was processed"

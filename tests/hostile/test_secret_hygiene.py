@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import orjson
@@ -167,8 +167,11 @@ def topic_records(bootstrap: str) -> Iterator[tuple[str, bytes]]:
                 continue
             yield f"{where} key", message.key() or b""
             yield f"{where} value", message.value() or b""
-            for name, value in message.headers() or []:
-                yield f"{where} header {name}", name.encode() + b"=" + (value or b"")
+            # A consumed record's headers are a list of (name, value) pairs (confluent-kafka
+            # types them as that or a dict, the form a producer may be given).
+            for name, value in cast(list[tuple[str, str | bytes | None]], message.headers() or []):
+                raw = value.encode() if isinstance(value, str) else (value or b"")
+                yield f"{where} header {name}", name.encode() + b"=" + raw
         assert not remaining, f"topics not read to the end: {sorted(remaining)}"
     finally:
         consumer.close()
@@ -196,9 +199,9 @@ def redis_items(url: str) -> Iterator[tuple[str, bytes]]:
             yield "redis key", name
             kind = client.type(name)
             if kind == b"string":
-                yield f"redis {name!r}", client.get(name) or b""
+                yield f"redis {name!r}", cast(bytes | None, client.get(name)) or b""
             elif kind == b"hash":
-                for field, value in client.hgetall(name).items():
+                for field, value in cast(dict[bytes, bytes], client.hgetall(name)).items():
                     yield f"redis {name!r}", field + b"=" + value
     finally:
         client.close()
@@ -281,8 +284,9 @@ def test_no_key_material_anywhere(
                 assert SHA256_HEX.match(text), f"api_keys.key_hash is not SHA-256 hex: {text!r}"
                 stored_hashes[str(row["id"])] = text
             search(f"{schema}.{table}.{column}", text.encode())
-    for key in issued:
-        assert stored_hashes[key.stored.id] == hashlib.sha256(key.secret.encode()).hexdigest()
+    for issued_key in issued:
+        stored_id, secret = issued_key.stored.id, issued_key.secret
+        assert stored_hashes[stored_id] == hashlib.sha256(secret.encode()).hexdigest()
     assert not set(stored_hashes.values()) & {
         hashlib.sha256(k.encode()).hexdigest() for k in (unknown, malformed)
     }, "a key that was never issued has a row"

@@ -20,7 +20,7 @@ from audit_ingest.settings import Settings
 BLOCK_AT, MARKER = int(sys.argv[1]), Path(sys.argv[2])
 
 
-class StallingProducer(Producer):  # type: ignore[misc]
+class StallingProducer(Producer):
     commits = 0
 
     def commit_transaction(self, *args: Any) -> None:
@@ -32,6 +32,6 @@ class StallingProducer(Producer):  # type: ignore[misc]
         super().commit_transaction(*args)
 
 
-runner.Producer = StallingProducer  # type: ignore[misc]
+runner.Producer = StallingProducer  # type: ignore[attr-defined]  # the sealer's own Producer, swapped
 settings = Settings()
 runner.Sealer(settings, signing_key(settings)).run()

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
 
 from audit_ingest.adapters.kafka_reader import read_records
 from audit_ingest.domain.keys import hash_key, is_well_formed

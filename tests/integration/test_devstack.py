@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import redis
 from confluent_kafka import Consumer, KafkaError, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # devstack lives at the repo root and is not in the wheel

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -308,7 +309,7 @@ async def test_a_full_call_of_every_state_and_settlement(stack_env: dict[str, st
             tenant, [claim(f"k{i}", f"new{i}", fp=f"fp{i}") for i in range(n)]
         )
         assert store.calls == 1
-        expected = {
+        expected: dict[str, Callable[[int], tuple[str, str, str | None]]] = {
             "done": lambda i: ("done", f"old{i}", f"tk{i}"),
             "retry": lambda i: ("claimed", f"old{i}", None),
             "pending": lambda i: ("pending", f"old{i}", None),

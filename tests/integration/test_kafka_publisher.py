@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from typing import cast
 
 import orjson
 import pytest
@@ -50,7 +51,7 @@ async def test_publish_waits_for_acks_and_records_arrive(
         lambda seen: (
             wanted
             <= {
-                dict(m.headers() or [])["ce_id"].decode()
+                cast(bytes, dict(m.headers() or [])["ce_id"]).decode()
                 for m in seen
                 if m.key() == tenant.encode()
             }
@@ -59,7 +60,7 @@ async def test_publish_waits_for_acks_and_records_arrive(
     mine = [m for m in messages if m.key() == tenant.encode()]
     # One tenant, one partition, in the order sent.
     assert len({m.partition() for m in mine}) == 1
-    assert [orjson.loads(m.value())["event_id"] for m in mine] == markers
+    assert [orjson.loads(m.value() or b"")["event_id"] for m in mine] == markers
 
 
 async def test_broker_stores_lz4_batches(settings: Settings, stack: LocalStack) -> None:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -138,11 +139,13 @@ def sealed(settings: Settings, tmp_path: Path) -> Iterator[Sealed]:
     }
     yield Sealed(
         env,
-        Settings(**{k.lower(): v for k, v in env.items() if k != "PYTHONPATH"}),
+        Settings(
+            **cast(dict[str, Any], {k.lower(): v for k, v in env.items() if k != "PYTHONPATH"})
+        ),
         key_file,
         tmp_path,
     )
-    AdminClient(settings.kafka_connection()).delete_topics([topic, seals_topic])
+    AdminClient({**settings.kafka_connection()}).delete_topics([topic, seals_topic])
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -47,7 +47,7 @@ def stored(reader: TopicReader, tenant: str, expected: int) -> list[dict[str, An
     key = tenant.encode()
     reader.read_until(lambda seen: sum(m.key() == key for m in seen) >= expected, timeout=60)
     reader.drain(quiet=2.0)
-    return [orjson.loads(m.value()) for m in reader.messages if m.key() == key]
+    return [orjson.loads(m.value() or b"") for m in reader.messages if m.key() == key]
 
 
 def batch_keys(exchange: Exchange) -> dict[int, str]:

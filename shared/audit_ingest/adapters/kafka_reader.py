@@ -105,8 +105,9 @@ def read_records(
     from_beginning: bool,
     limit: int,
     idle_seconds: float,
-) -> Iterator[StoredRecord]:
-    """Yield up to `limit` records; stop after `idle_seconds` without a new one.
+) -> Generator[StoredRecord, None, None]:
+    """Yield up to `limit` records; stop after `idle_seconds` without a new one (a generator:
+    `close()` it to release its consumer before then).
 
     With `from_beginning`, the records stored now come first, oldest first by timestamp
     across partitions (see the module's docstring). Reads every partition without a consumer
