@@ -2,8 +2,12 @@
 
 One JSON parse per body, by orjson (strict: no NaN/Infinity, valid UTF-8 only, integers within
 64 bits, nesting at most 1024 deep, so a hostile body is a clean 400 and never a RecursionError).
-A structured CloudEvent's attributes are read by the CloudEvents SDK (v1 API:
-`cloudevents.http.from_dict`, 4 µs). A binary-mode CloudEvent's are its `ce-*` headers, read
+A structured CloudEvent's attributes are checked here and, when every attribute name is in lower
+case (as the spec writes them), read straight from the document: the CloudEvents SDK's reading
+(v1 API: `cloudevents.http.from_dict`, 3 µs an event) would give back the same values, since
+each check it makes is made here first. A name in any other case still goes through the SDK,
+which reads names case-insensitively; tests/hostile/test_structured_cloudevent.py holds the two
+readings to the same answers. A binary-mode CloudEvent's are its `ce-*` headers, read
 here: the SDK's `from_http` cost 48 µs a request (a sixth of a whole single event) to give back
 the same header values, and let a `ce-extensions` header crash it (a 500 for a client's
 error). tests/hostile/test_binary_cloudevent.py holds the two to the same attributes.
@@ -261,12 +265,23 @@ def _structured_cloudevent(document: object, where: str) -> Envelope:
                 f"{where}data_base64 must be base64 of a JSON object.",
                 field=f"{where}.data_base64".lstrip("."),
             ) from None
-    try:
-        event = from_dict(document)
-    except ce_errors.GenericException as exc:
-        raise MalformedBody(f"{where or 'The body'} is not a valid CloudEvent: {exc}.") from None
+    attributes: Mapping[str, object]
+    if all(name.islower() for name in document):
+        # What the SDK would make of it: the same names and values (JSON holds none of the
+        # enums or datetimes it would encode), and no refusal (the version and the required
+        # attributes are checked above). Its default id and time are never read here.
+        attributes = document
+    else:
+        try:
+            attributes = from_dict(document).get_attributes()
+        # TypeError: the SDK crashes on a version it cannot hash (`"SPECVERSION": []`, which
+        # its lower-casing puts in place of the checked one): a client's error, not a 500.
+        except (ce_errors.GenericException, TypeError) as exc:
+            raise MalformedBody(
+                f"{where or 'The body'} is not a valid CloudEvent: {exc}."
+            ) from None
     time = document.get("time")
-    return Envelope(payload=payload, origin=_origin(event.get_attributes(), time, where))
+    return Envelope(payload=payload, origin=_origin(attributes, time, where))
 
 
 def _origin(event: Mapping[str, object], time: object, where: str) -> CloudEventOrigin:
