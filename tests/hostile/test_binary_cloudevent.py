@@ -25,7 +25,7 @@ from audit_ingest.domain.envelope import Envelope
 from audit_ingest.errors import AuditError, MalformedBody
 from audit_ingest.http import parsing
 from audit_ingest.http.parsing import parse_single
-from tests.hostile.strategies import SETTINGS
+from tests.hostile.strategies import CE_ATTRIBUTE_NAMES, SETTINGS
 
 pytestmark = pytest.mark.unit
 
@@ -47,21 +47,7 @@ VALUES = st.one_of(
     ),
 )
 CE_NAMES = st.one_of(
-    st.sampled_from(
-        [
-            "specversion",
-            "id",
-            "source",
-            "type",
-            "time",
-            "subject",
-            "data",
-            "extensions",
-            "datacontenttype",
-            "dataschema",
-            "traceparent",
-        ]
-    ),
+    st.sampled_from([*CE_ATTRIBUTE_NAMES, "extensions"]),
     st.text(st.characters(min_codepoint=0x61, max_codepoint=0x7A), min_size=1, max_size=8),
 )
 VALID = {

@@ -265,23 +265,23 @@ def _structured_cloudevent(document: object, where: str) -> Envelope:
                 f"{where}data_base64 must be base64 of a JSON object.",
                 field=f"{where}.data_base64".lstrip("."),
             ) from None
-    attributes: Mapping[str, object]
+    time = document.get("time")
+    return Envelope(payload=payload, origin=_origin(_attributes(document, where), time, where))
+
+
+def _attributes(document: dict[str, object], where: str) -> Mapping[str, object]:
+    """A checked structured CloudEvent's attributes, as the SDK's `from_dict` reads them."""
     if all(name.islower() for name in document):
         # What the SDK would make of it: the same names and values (JSON holds none of the
         # enums or datetimes it would encode), and no refusal (the version and the required
-        # attributes are checked above). Its default id and time are never read here.
-        attributes = document
-    else:
-        try:
-            attributes = from_dict(document).get_attributes()
-        # TypeError: the SDK crashes on a version it cannot hash (`"SPECVERSION": []`, which
-        # its lower-casing puts in place of the checked one): a client's error, not a 500.
-        except (ce_errors.GenericException, TypeError) as exc:
-            raise MalformedBody(
-                f"{where or 'The body'} is not a valid CloudEvent: {exc}."
-            ) from None
-    time = document.get("time")
-    return Envelope(payload=payload, origin=_origin(attributes, time, where))
+        # attributes are checked first). Its default id and time are never read here.
+        return document
+    try:
+        return from_dict(document).get_attributes()
+    # TypeError: the SDK crashes on a version it cannot hash (`"SPECVERSION": []`, which its
+    # lower-casing puts in place of the checked one): a client's error, not a 500.
+    except (ce_errors.GenericException, TypeError) as exc:
+        raise MalformedBody(f"{where or 'The body'} is not a valid CloudEvent: {exc}.") from None
 
 
 def _origin(event: Mapping[str, object], time: object, where: str) -> CloudEventOrigin:
