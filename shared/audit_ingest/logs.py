@@ -12,11 +12,12 @@ a transient state it retries through by itself are logged at INFO.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from pythonjsonlogger.orjson import OrjsonFormatter
 
@@ -31,7 +32,7 @@ def configure_logging(level: str) -> None:
     if _configured:
         return
     _configured = True
-    handler = logging.StreamHandler(sys.stdout)
+    handler = TurnFlushedHandler(sys.stdout)
     handler.setFormatter(json_formatter())
     root = logging.getLogger()
     root.handlers = [handler]
@@ -50,7 +51,7 @@ def json_formatter() -> logging.Formatter:
     `message`, then the record's extra fields."""
     # python-json-logger's orjson backend: the same fields, about 7 µs less per access line
     # than its stdlib-json one (one line per request, on the hot path).
-    formatter = OrjsonFormatter(
+    formatter = _JsonLines(
         "%(asctime)s %(levelname)s %(name)s %(message)s",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         timestamp=False,
@@ -62,6 +63,93 @@ def json_formatter() -> logging.Formatter:
     formatter.default_time_format = "%Y-%m-%dT%H:%M:%S"
     formatter.default_msec_format = "%s.%03dZ"
     return formatter
+
+
+class _JsonLines(OrjsonFormatter):
+    """python-json-logger's orjson formatter, with two of its per-record costs taken out of the
+    line every request writes; the line itself is the library's, byte for byte (a property
+    test holds the two to it).
+
+    - The record's extra fields: the library tests every attribute of the record (about 30)
+      with `hasattr`, `startswith` and a rename lookup; here one set lookup skips the
+      reserved ones and the underscore test runs only on the few left (`add_fields`, the
+      library's extension point for this).
+    - The time: `strftime` of the same second once per second, not once per record.
+
+    A dict logged as the message, or a configuration this project does not use (`defaults`,
+    `static_fields`, `timestamp`, `rename_fields_keep_missing`, a renamed extra field), takes
+    the library's own path.
+    """
+
+    _second_text: tuple[int, str] = (-1, "")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Every renamed name is one of the line's own fields (asctime, levelname, name), so
+        # no extra field needs a rename lookup.
+        self._library_path = bool(
+            self.defaults
+            or self.static_fields
+            or self.timestamp
+            or self.rename_fields_keep_missing
+            or set(self.rename_fields) - set(self._required_fields)
+        )
+
+    def add_fields(
+        self, log_record: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        if message_dict or self._library_path:
+            super().add_fields(log_record, record, message_dict)
+            return
+        attributes = record.__dict__
+        rename = self.rename_fields
+        for name in self._required_fields:
+            log_record[rename.get(name, name)] = attributes.get(name)
+        skipped = self._skip_fields
+        for key, value in attributes.items():
+            if key not in skipped and not (isinstance(key, str) and key.startswith("_")):
+                log_record[key] = value
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        msec_format = self.default_msec_format
+        if datefmt or self.converter is not time.gmtime or not msec_format:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        seen, text = self._second_text  # one tuple: another thread sees both parts or neither
+        if seen != second:
+            text = time.strftime(self.default_time_format, time.gmtime(second))
+            self._second_text = (second, text)
+        return msec_format % (text, record.msecs)
+
+
+class TurnFlushedHandler(logging.StreamHandler[TextIO]):
+    """A StreamHandler whose flush, on a thread that runs an event loop, waits for the end of
+    the loop's turn: the access lines of all the requests a turn answers go out in one write
+    system call, not one each (a flush per line was a system call per request).
+
+    Off a loop (librdkafka's thread, the CLI, `logging.shutdown` at exit) it flushes at once,
+    and that flushes any line a turn left waiting too: lines stay in order. A line waits at
+    most for its turn to end (or for the stream's buffer to fill); a process killed
+    mid-turn loses that turn's lines, which a flush per line would have written.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._flush_scheduled_on: asyncio.AbstractEventLoop | None = None
+
+    def flush(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            super().flush()
+            return
+        if self._flush_scheduled_on is not loop:
+            self._flush_scheduled_on = loop
+            loop.call_soon(self._flush_turn)
+
+    def _flush_turn(self) -> None:
+        self._flush_scheduled_on = None
+        super().flush()
 
 
 def log_request(fields: dict[str, Any]) -> None:

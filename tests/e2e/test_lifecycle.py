@@ -1,4 +1,5 @@
-"""A function process under SIGTERM: in-flight requests answered, producer flushed, exit 0.
+"""A function process under SIGTERM: in-flight requests answered, producer flushed, every
+access line written (they go out once per event-loop turn), exit 0.
 
 Under keep-alive, a request can race the server closing an idle connection: it leaves the
 client as the server hangs up, and the client sees the connection closed (or reset, when the
@@ -28,7 +29,9 @@ pytestmark = pytest.mark.e2e
 def test_sigterm_drains_and_exits_zero(
     function_env: dict[str, str], log_dir: Path, issue_key: KeyFactory, settings: Settings
 ) -> None:
-    function = start_function("ingest_event", {**function_env, "K_SERVICE": "sigterm"}, log_dir)
+    function = start_function(
+        "ingest_event", {**function_env, "K_SERVICE": "sigterm", "LOG_LEVEL": "INFO"}, log_dir
+    )
     issued = issue_key()
     statuses: list[int] = []
     raced: list[str] = []  # markers of requests closed without an answer
@@ -70,7 +73,16 @@ def test_sigterm_drains_and_exits_zero(
     assert code == 0, function.output()
     assert statuses and set(statuses) == {202}, set(statuses)
     assert errors == [], errors
-    assert "undelivered" not in function.output()
+    output = function.output()
+    assert "undelivered" not in output
+    # The turn's lines wait for its end (logs.TurnFlushedHandler): none may be left unwritten.
+    lines = [orjson.loads(line) for line in output.splitlines() if line.startswith("{")]
+    access = [
+        line["status"]
+        for line in lines
+        if line.get("logger") == "audit_ingest.access" and line.get("path") == "/v1/events"
+    ]
+    assert sorted(access) == sorted(statuses), (len(access), len(statuses))
 
     reader = TopicReader(settings.kafka_bootstrap_servers, settings.kafka_topic)
     try:

@@ -1,16 +1,26 @@
-"""The JSON log line's own fields: `time` in RFC 3339, UTC, whatever the process's TZ."""
+"""The JSON log line: its own fields (`time` in RFC 3339, UTC, whatever the process's TZ), the
+library's line byte for byte, and one write per event-loop turn."""
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import io
 import logging
 import os
+import sys
+import threading
 import time
 from collections.abc import Iterator
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pythonjsonlogger.orjson import OrjsonFormatter
+from typing_extensions import Buffer as ReadableBuffer
 
-from audit_ingest.logs import json_formatter
+from audit_ingest.logs import TurnFlushedHandler, _JsonLines, json_formatter
 
 pytestmark = pytest.mark.unit
 
@@ -48,3 +58,180 @@ def test_time_is_rfc3339_utc_in_any_local_zone(local_zone: str) -> None:
         "request",
     )
     assert (line["request_id"], line["status"]) == ("r1", 202)
+
+
+# The line every request writes goes through `_JsonLines`, a faster path through
+# python-json-logger's formatter; the reference it must match byte for byte is the same
+# configured formatter (a copy) run by the library's own class.
+def _library_formatter() -> logging.Formatter:
+    reference = copy.copy(json_formatter())
+    reference.__class__ = OrjsonFormatter
+    return reference
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+# Extra names as callers pass them, the names a line's own fields have in and out of it
+# (replaced through __dict__, as the test above does; not those formatting reads, whose
+# replacement breaks the library too), and private ones.
+_READ_BY_FORMATTING = {"msecs", "created", "args", "exc_info", "stack_info"}
+_EXTRA_NAMES = st.text(min_size=1, max_size=12).filter(
+    lambda name: name not in _READ_BY_FORMATTING
+) | st.sampled_from(
+    [
+        "_private",
+        "__x",
+        "message",
+        "asctime",
+        "name",
+        "levelname",
+        "time",
+        "level",
+        "logger",
+        "status",
+        "request_id",
+        "process",
+        "exc_text",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    records=st.lists(
+        st.tuples(
+            # Times around a few seconds, out of order too: the cached second must follow.
+            st.floats(min_value=1733392798.0, max_value=1733392803.0),
+            st.sampled_from([logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR]),
+            st.sampled_from(["request", "a %s message", "ünïcode ✓"]),
+            st.dictionaries(_EXTRA_NAMES, _JSON_VALUES, max_size=8),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_the_line_is_the_librarys_byte_for_byte(
+    records: list[tuple[float, int, str, dict[str, object]]],
+) -> None:
+    ours, reference = json_formatter(), _library_formatter()
+    for created, level, message, extra in records:
+        record = logging.LogRecord(
+            "audit_ingest.access", level, "", 1, message, ("x",) if "%s" in message else (), None
+        )
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        record.__dict__.update(extra)
+        assert ours.format(record) == reference.format(record)
+
+
+def test_an_exception_and_a_dict_message_are_the_librarys_too() -> None:
+    ours, reference = json_formatter(), _library_formatter()
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = logging.LogRecord("x", logging.ERROR, "", 1, "failed", (), sys.exc_info())
+    as_dict = logging.LogRecord("x", logging.INFO, "", 1, {"k": 1, "time": "t"}, (), None)
+    for record in (failed, as_dict):
+        assert ours.format(record) == reference.format(record)
+
+
+class _Writes(io.RawIOBase):
+    """A raw stream that keeps each write system call it would make."""
+
+    def __init__(self) -> None:
+        self.calls: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer) -> int:
+        self.calls.append(bytes(data))
+        return len(bytes(data))
+
+
+def _handler() -> tuple[TurnFlushedHandler, _Writes]:
+    raw = _Writes()
+    stream = io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8")
+    handler = TurnFlushedHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    return handler, raw
+
+
+def _emit(handler: logging.Handler, message: str) -> None:
+    handler.handle(logging.LogRecord("audit_ingest.access", logging.INFO, "", 1, message, (), None))
+
+
+def test_a_turns_lines_go_out_in_one_write_at_its_end_in_order() -> None:
+    handler, raw = _handler()
+
+    async def turn() -> list[bytes]:
+        for n in range(50):
+            _emit(handler, f"line {n}")
+        before_the_end = list(raw.calls)
+        await asyncio.sleep(0)  # the turn ends; the flush scheduled in it runs
+        assert raw.calls == [b"".join(f"line {n}\n".encode() for n in range(50))]
+        for n in range(50, 53):  # the next turn's lines: one more write
+            _emit(handler, f"line {n}")
+        await asyncio.sleep(0)
+        return before_the_end
+
+    assert asyncio.run(turn()) == []
+    assert len(raw.calls) == 2
+    assert raw.calls[1] == b"line 50\nline 51\nline 52\n"
+
+
+def test_off_a_loop_a_line_goes_out_at_once_with_any_line_a_turn_left() -> None:
+    handler, raw = _handler()
+    _emit(handler, "no loop here")
+    assert raw.calls == [b"no loop here\n"]
+
+    async def a_turn_then_another_thread() -> None:
+        _emit(handler, "on the loop")
+        # librdkafka's thread logs while the loop's turn is not over: its flush writes both,
+        # in the order they were logged.
+        thread = threading.Thread(target=_emit, args=(handler, "from a thread"))
+        thread.start()
+        thread.join()
+        assert raw.calls[1:] == [b"on the loop\nfrom a thread\n"]
+        await asyncio.sleep(0)  # the turn's own flush finds nothing left
+
+    asyncio.run(a_turn_then_another_thread())
+    assert raw.calls[1:] == [b"on the loop\nfrom a thread\n"]
+
+
+def test_a_flush_left_on_a_finished_loop_does_not_hold_the_next_loops_lines() -> None:
+    handler, raw = _handler()
+
+    async def log_and_leave() -> None:
+        _emit(handler, "first loop")
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(log_and_leave())  # returns before the scheduled flush runs
+    loop.close()
+
+    async def next_loop() -> None:
+        _emit(handler, "second loop")
+        await asyncio.sleep(0)
+
+    asyncio.run(next_loop())
+    assert b"".join(raw.calls) == b"first loop\nsecond loop\n"
+
+
+def test_a_configuration_the_fast_path_does_not_cover_takes_the_librarys_path() -> None:
+    renames = {"asctime": "time", "levelname": "level", "name": "logger", "status": "code"}
+    ours = _JsonLines("%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields=renames)
+    reference = OrjsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields=renames
+    )
+    record = logging.LogRecord("audit_ingest.access", logging.INFO, "", 1, "request", (), None)
+    record.__dict__.update(status=202, request_id="r1")
+    assert orjson.loads(ours.format(record))["code"] == 202
+    assert ours.format(record) == reference.format(record)
