@@ -149,7 +149,16 @@ class TurnFlushedHandler(logging.StreamHandler[TextIO]):
 
     def _flush_turn(self) -> None:
         self._flush_scheduled_on = None
-        super().flush()
+        try:
+            super().flush()
+        except Exception:
+            # As a failed flush in `emit` is: reported on stderr by `handleError`. Raised into
+            # the loop, its exception handler would log it, and that line's flush fail again,
+            # once a turn for as long as stdout is broken.
+            self.handleError(_FLUSH_RECORD)
+
+
+_FLUSH_RECORD = logging.makeLogRecord({"msg": "flushing an event-loop turn's log lines"})
 
 
 def log_request(fields: dict[str, Any]) -> None:

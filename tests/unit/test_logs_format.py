@@ -83,7 +83,7 @@ _JSON_VALUES = st.recursive(
 # Extra names as callers pass them, the names a line's own fields have in and out of it
 # (replaced through __dict__, as the test above does; not those formatting reads, whose
 # replacement breaks the library too), and private ones.
-_READ_BY_FORMATTING = {"msecs", "created", "args", "exc_info", "stack_info"}
+_READ_BY_FORMATTING = {"msg", "msecs", "created", "args", "exc_info", "stack_info"}
 _EXTRA_NAMES = st.text(min_size=1, max_size=12).filter(
     lambda name: name not in _READ_BY_FORMATTING
 ) | st.sampled_from(
@@ -235,3 +235,28 @@ def test_a_configuration_the_fast_path_does_not_cover_takes_the_librarys_path() 
     record.__dict__.update(status=202, request_id="r1")
     assert orjson.loads(ours.format(record))["code"] == 202
     assert ours.format(record) == reference.format(record)
+
+
+class _BrokenPipe(_Writes):
+    def write(self, data: ReadableBuffer) -> int:
+        raise BrokenPipeError("the log reader is gone")
+
+
+def test_a_failed_turn_flush_is_reported_as_emit_reports_one_not_raised_into_the_loop() -> None:
+    stream = io.TextIOWrapper(io.BufferedWriter(_BrokenPipe()), encoding="utf-8")
+    handler = TurnFlushedHandler(stream)
+    reported: list[BaseException | None] = []
+    handler.handleError = lambda record: reported.append(sys.exc_info()[1])  # type: ignore[method-assign]
+    raised_into_the_loop: list[dict[str, object]] = []
+
+    async def turns() -> None:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _loop, context: raised_into_the_loop.append(context)
+        )
+        _emit(handler, "a line stdout will not take")
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    asyncio.run(turns())
+    assert raised_into_the_loop == []
+    assert len(reported) == 1 and isinstance(reported[0], BrokenPipeError)
