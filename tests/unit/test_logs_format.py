@@ -4,14 +4,17 @@ library's line byte for byte, and one write per event-loop turn."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import functools
 import io
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -20,6 +23,7 @@ from hypothesis import strategies as st
 from pythonjsonlogger.orjson import OrjsonFormatter
 from typing_extensions import Buffer as ReadableBuffer
 
+from audit_ingest import logs
 from audit_ingest.logs import TurnFlushedHandler, _JsonLines, json_formatter
 
 pytestmark = pytest.mark.unit
@@ -260,3 +264,184 @@ def test_a_failed_turn_flush_is_reported_as_emit_reports_one_not_raised_into_the
     asyncio.run(turns())
     assert raised_into_the_loop == []
     assert len(reported) == 1 and isinstance(reported[0], BrokenPipeError)
+
+
+# The access line without a LogRecord (`log_request`, when logging is set up as
+# `configure_logging` sets it up) must write what logging writes for the same call,
+# `ACCESS.info("request", extra=fields)`, in every set-up.
+@contextlib.contextmanager
+def _configured_like_the_service() -> Iterator[tuple[TurnFlushedHandler, io.StringIO]]:
+    """The access logger's records reach one stdout-like handler (configure_logging's), at
+    INFO; pytest's own capture handlers are set aside for the block."""
+    stream = io.StringIO()
+    handler = TurnFlushedHandler(stream)
+    handler.setFormatter(json_formatter())
+    root = logging.getLogger()
+    saved = (root.handlers, root.level, logs._stdout_handler)
+    root.handlers = [handler]
+    root.setLevel(logging.INFO)  # setLevel, not an assignment: it clears the loggers' caches
+    logs._stdout_handler = handler
+    try:
+        yield handler, stream
+    finally:
+        root.handlers, logs._stdout_handler = saved[0], saved[2]
+        root.setLevel(saved[1])
+
+
+@contextlib.contextmanager
+def _records_counted() -> Iterator[list[logging.LogRecord]]:
+    made: list[logging.LogRecord] = []
+    factory = logging.getLogRecordFactory()
+
+    def counting(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        made.append(factory(*args, **kwargs))
+        return made[-1]
+
+    logging.setLogRecordFactory(counting)
+    try:
+        yield made
+    finally:
+        logging.setLogRecordFactory(factory)
+
+
+def _written_at(
+    created: float, call: Callable[[], None], *streams: io.StringIO
+) -> tuple[type[BaseException] | None, tuple[str, ...]]:
+    """What `call` raises and writes to `streams` at the time `created` (logging and
+    log_request read `time.time`); the streams are emptied after."""
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(time, "time", lambda: created)
+        raised: type[BaseException] | None = None
+        try:
+            call()
+        except Exception as exc:
+            raised = type(exc)
+    written = tuple(stream.getvalue() for stream in streams)
+    for stream in streams:
+        stream.seek(0)
+        stream.truncate()
+    return raised, written
+
+
+_FIELDS = {"request_id": "r1", "endpoint": "ingest-event", "status": 202, "duration_ms": 0.5}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    calls=st.lists(
+        st.tuples(
+            st.floats(min_value=1733392798.0, max_value=1733392803.0),
+            st.dictionaries(_EXTRA_NAMES, _JSON_VALUES, max_size=8),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_the_access_line_without_a_record_is_loggings_byte_for_byte(
+    calls: list[tuple[float, dict[str, Any]]],
+) -> None:
+    with _configured_like_the_service() as (_, out):
+        for created, fields in calls:
+            with _records_counted() as made:
+                ours = _written_at(created, functools.partial(logs.log_request, dict(fields)), out)
+            theirs = _written_at(
+                created, functools.partial(logs.ACCESS.info, "request", extra=dict(fields)), out
+            )
+            assert ours == theirs
+            plain = all(not name.startswith("_") and name not in _RECORD for name in fields)
+            # A line of plain names is made without a record; any other takes logging's path.
+            assert len(made) == (0 if plain else 1)
+
+
+_RECORD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def _drop(record: logging.LogRecord) -> bool:
+    return False
+
+
+@pytest.mark.parametrize(
+    "set_up",
+    [
+        "as configured",
+        "a filter on the access logger",
+        "a filter on the handler",
+        "the handler above INFO",
+        "the access logger disabled",
+        "the access logger above INFO",
+        "a second handler on the root",
+        "a handler on the access logger's parent",
+        "the access logger's own handler, not propagating",
+        "the access logger not propagating, with no handler",
+        "the same handler on the access logger too",
+        "the formatter replaced",
+    ],
+)
+def test_the_access_line_goes_where_logging_sends_it_in_any_set_up(set_up: str) -> None:
+    second_out = io.StringIO()
+    second = logging.StreamHandler(second_out)
+    second.setFormatter(json_formatter())
+    parent = logging.getLogger("audit_ingest")
+    with _configured_like_the_service() as (handler, out), pytest.MonkeyPatch.context() as changes:
+        changes.setattr(logs.ACCESS, "filters", [])
+        changes.setattr(handler, "filters", [])
+        changes.setattr(parent, "handlers", [])
+        changes.setattr(logs.ACCESS, "handlers", [])
+        changes.setattr(logs.ACCESS, "propagate", True)
+        if set_up == "a filter on the access logger":
+            changes.setattr(logs.ACCESS, "filters", [_drop])
+        elif set_up == "a filter on the handler":
+            changes.setattr(handler, "filters", [_drop])
+        elif set_up == "the handler above INFO":
+            changes.setattr(handler, "level", logging.WARNING)
+        elif set_up == "the access logger disabled":
+            changes.setattr(logs.ACCESS, "disabled", True)
+        elif set_up == "the access logger above INFO":
+            changes.setattr(logs.ACCESS, "isEnabledFor", lambda level: level >= logging.WARNING)
+        elif set_up == "a second handler on the root":
+            changes.setattr(logging.getLogger(), "handlers", [handler, second])
+        elif set_up == "a handler on the access logger's parent":
+            changes.setattr(parent, "handlers", [second])
+        elif set_up == "the access logger's own handler, not propagating":
+            changes.setattr(logs.ACCESS, "handlers", [second])
+            changes.setattr(logs.ACCESS, "propagate", False)
+        elif set_up == "the access logger not propagating, with no handler":
+            changes.setattr(logs.ACCESS, "propagate", False)  # logging's last resort: WARNING+
+        elif set_up == "the same handler on the access logger too":
+            changes.setattr(logs.ACCESS, "handlers", [handler])  # logging writes it twice
+        elif set_up == "the formatter replaced":
+            changes.setattr(handler, "formatter", logging.Formatter("%(message)s %(status)s"))
+        written = [
+            _written_at(CREATED, call, out, second_out)
+            for call in (
+                lambda: logs.log_request(dict(_FIELDS)),
+                lambda: logs.ACCESS.info("request", extra=dict(_FIELDS)),
+            )
+        ]
+    ours, theirs = written
+    assert ours == theirs
+    assert ours[0] is None  # nothing raised
+    if set_up == "as configured":
+        assert orjson.loads(ours[1][0])["time"] == "2024-12-05T10:00:00.250Z"
+    if (
+        "filter" in set_up
+        or "above INFO" in set_up
+        or "disabled" in set_up
+        or "no handler" in set_up
+    ):
+        assert ours[1] == ("", "")
+    else:
+        assert "request" in "".join(ours[1])  # written somewhere
+
+
+def test_a_line_written_without_a_record_that_fails_is_reported_as_emit_reports_one() -> None:
+    stream = io.TextIOWrapper(io.BufferedWriter(_BrokenPipe()), encoding="utf-8")
+    handler = TurnFlushedHandler(stream)
+    reported: list[tuple[str, BaseException | None]] = []
+    handler.handleError = lambda record: reported.append(  # type: ignore[method-assign]
+        (record.getMessage(), sys.exc_info()[1])
+    )
+    handler.write_line('{"message":"request"}')
+    assert len(reported) == 1
+    assert reported[0][0] == '{"message":"request"}'
+    assert isinstance(reported[0][1], BrokenPipeError)
