@@ -221,7 +221,7 @@ def log_request(fields: dict[str, Any]) -> None:
     Every request writes one, so when logging is set up as `configure_logging` sets it up (the
     access logger's records reach its stdout handler, and only it, through no filter) the
     line is made without a `LogRecord` and written straight to that handler: the same bytes
-    (a property test holds the two paths to each other) at a fifth of logging's cost per
+    (a property test holds the two paths to each other) at under half of logging's cost per
     line (docs/benchmarks.md, round sixteen). Any other set-up (a test's capture handler, a
     filter, another handler, a field named as a record's attribute) goes through logging.
     """
