@@ -17,6 +17,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 from pythonjsonlogger.orjson import OrjsonFormatter
@@ -111,13 +112,29 @@ class _JsonLines(OrjsonFormatter):
             super().add_fields(log_record, record, message_dict)
             return
         attributes = record.__dict__
+        skipped = self._skip_fields
+        self._fill(
+            log_record,
+            attributes,
+            (
+                (key, value)
+                for key, value in attributes.items()
+                if key not in skipped and not (isinstance(key, str) and key.startswith("_"))
+            ),
+        )
+
+    def _fill(
+        self,
+        log_record: dict[str, Any],
+        own: Mapping[str, Any],
+        extras: Mapping[str, Any] | Iterable[tuple[str, Any]],
+    ) -> None:
+        """The line's own fields (renamed) from `own`, then the extra fields: the one place
+        both paths (`add_fields`, `line_without_a_record`) build a line's fields."""
         rename = self.rename_fields
         for name in self._required_fields:
-            log_record[rename.get(name, name)] = attributes.get(name)
-        skipped = self._skip_fields
-        for key, value in attributes.items():
-            if key not in skipped and not (isinstance(key, str) and key.startswith("_")):
-                log_record[key] = value
+            log_record[rename.get(name, name)] = own.get(name)
+        log_record.update(extras)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         if datefmt or not self._cached_time():
@@ -159,9 +176,8 @@ class _JsonLines(OrjsonFormatter):
             "name": logger,
             "message": message,
         }
-        rename = self.rename_fields
-        line = {rename.get(name, name): own[name] for name in self._required_fields}
-        line.update(fields)  # after the own fields, as `add_fields` adds a record's extras
+        line: dict[str, Any] = {}
+        self._fill(line, own, fields)
         return self.serialize_log_record(self.process_log_record(line))
 
 
